@@ -1,0 +1,9 @@
+"""One module per VideoLLM family; importing this package registers them all.
+
+Each module declares where the family's HF modules live and how its video tokens are
+laid out (see ``videolens.adapters.VideoLLMAdapter`` and docs/adapters.md).
+"""
+
+from . import llava_next_video, llava_onevision, qwen2_5_vl
+
+__all__ = ["llava_next_video", "llava_onevision", "qwen2_5_vl"]

@@ -1,0 +1,206 @@
+"""The adapter protocol: what the core needs to know about a VideoLLM family.
+
+An adapter *declares* where a family's modules live and how its video tokens are laid
+out; the core (:mod:`videolens.hooked`) has no per-family branches. Adapters live in the
+top-level ``model_adapters`` package, one module per family, and register themselves
+with :func:`register_adapter`. Third-party packages can add adapters through the
+``videolens.adapters`` entry-point group (each entry point is imported once).
+
+Module paths are dotted attribute paths relative to the HF model (``HFPath``); hook names
+are TransformerLens-style names (``HookName``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from importlib import import_module
+from importlib.metadata import entry_points
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from .errors import LayoutError, UnsupportedModelError
+
+HFPath = str
+HookName = str
+
+
+@dataclass
+class VideoStructure:
+    """How one video's run of placeholder tokens splits into temporal units.
+
+    Attributes:
+        frame_grids: ``(h, w)`` token grid of each temporal unit, in sequence order.
+        frame_inputs: the input frames each unit covers.
+        trailing: name -> count of extra video tokens after the last unit (e.g. a newline).
+    """
+
+    frame_grids: list[tuple[int, int]]
+    frame_inputs: list[tuple[int, ...]]
+    trailing: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def n_tokens(self) -> int:
+        return sum(h * w for h, w in self.frame_grids) + sum(self.trailing.values())
+
+
+def square_grids(n_tokens: int, n_frames: int, trailing: dict[str, int] | None = None) -> VideoStructure:
+    """Split ``n_tokens`` video tokens into ``n_frames`` equal square grids (plus trailing tokens)."""
+    trailing = trailing or {}
+    per_frame, rest = divmod(n_tokens - sum(trailing.values()), n_frames)
+    side = math.isqrt(per_frame)
+    if rest or side * side != per_frame:
+        raise LayoutError(
+            f"{n_tokens} video tokens do not split into {n_frames} square frame grids "
+            f"(plus {trailing}); the processor and the adapter disagree about the frame layout."
+        )
+    return VideoStructure([(side, side)] * n_frames, [(t,) for t in range(n_frames)], trailing)
+
+
+def get_path(root: nn.Module, path: HFPath) -> Any:
+    """Resolve a dotted attribute path (``"model.language_model"``) on a module."""
+    obj: Any = root
+    for part in path.split("."):
+        if not hasattr(obj, part):
+            raise UnsupportedModelError(
+                f"{type(root).__name__} has no attribute path {path!r} (missing {part!r}); "
+                "the adapter does not match this transformers version."
+            )
+        obj = getattr(obj, part)
+    return obj
+
+
+class VideoLLMAdapter:
+    """Base adapter for LLaVA/Qwen-style VideoLLMs with a pre-norm Llama-like decoder.
+
+    Subclasses set the class attributes and override the few methods whose behaviour
+    differs; most families need only :meth:`video_structure`.
+    """
+
+    #: HF ``config.architectures`` names / model class names this adapter handles.
+    architectures: ClassVar[tuple[str, ...]] = ()
+    #: Short family name shown in ``model.cfg``.
+    family: ClassVar[str] = ""
+    #: Path of the decoder stack (``.layers``, ``.norm``, ``.rotary_emb``, ``.embed_tokens``).
+    language_model: ClassVar[HFPath] = "model.language_model"
+    lm_head: ClassVar[HFPath] = "lm_head"
+    layers: ClassVar[str] = "layers"
+    final_norm: ClassVar[str] = "norm"
+    rotary: ClassVar[str] = "rotary_emb"
+    embed_tokens: ClassVar[str] = "embed_tokens"
+    # Per decoder layer:
+    ln1: ClassVar[str] = "input_layernorm"
+    attn: ClassVar[str] = "self_attn"
+    ln2: ClassVar[str] = "post_attention_layernorm"
+    mlp: ClassVar[str] = "mlp"
+    #: Submodule of the MLP whose *input* is ``mlp.hook_post`` (None: no such hook).
+    mlp_out_proj: ClassVar[str | None] = "down_proj"
+    #: Attention projections (for W_Q/W_K/W_V/W_O views).
+    q_proj: ClassVar[str] = "q_proj"
+    k_proj: ClassVar[str] = "k_proj"
+    v_proj: ClassVar[str] = "v_proj"
+    o_proj: ClassVar[str] = "o_proj"
+    #: Video placeholder in a prompt string when the processor has no chat template.
+    video_placeholder: ClassVar[str] = "<video>"
+    #: Whether the processor turns frame times into positions or text (then fps matters).
+    uses_time: ClassVar[bool] = False
+    #: The frame rate assumed, with a warning, when neither fps nor timestamps are known.
+    default_fps: ClassVar[float] = 1.0
+
+    # ---- config ---------------------------------------------------------------------------
+    def text_config(self, config: Any) -> Any:
+        return getattr(config, "text_config", config)
+
+    def video_token_id(self, config: Any) -> int:
+        for name in ("video_token_id", "video_token_index"):
+            value = getattr(config, name, None)
+            if value is not None:
+                return int(value)
+        raise UnsupportedModelError(f"{type(config).__name__} names no video token id.")
+
+    # ---- positions --------------------------------------------------------------------------
+    def position_embeddings(
+        self, lm: nn.Module, hidden: torch.Tensor, position_ids: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rotary (cos, sin) for the given position ids, with the family's own rotary module."""
+        return getattr(lm, self.rotary)(hidden, position_ids)
+
+    def default_position_ids(self, batch: int, start: int, length: int, device: torch.device) -> torch.Tensor:
+        """Position ids when the HF model passes none to its language model (plain 1D RoPE)."""
+        return torch.arange(start, start + length, device=device).unsqueeze(0).expand(batch, -1)
+
+    def next_position_ids(self, position_ids: torch.Tensor, n_new: int) -> torch.Tensor:
+        """Position ids of ``n_new`` tokens appended after ``position_ids`` (generation)."""
+        last = position_ids[..., -1:]
+        steps = torch.arange(1, n_new + 1, device=position_ids.device)
+        return last + steps
+
+    # ---- video layout -----------------------------------------------------------------------
+    def video_structure(self, config: Any, inputs: dict[str, Any], item: int, n_tokens: int) -> VideoStructure:
+        """Split item ``item``'s video token run (``n_tokens`` long) into temporal units."""
+        raise NotImplementedError
+
+    def processor_kwargs(self, fps: float | None, n_frames: int) -> dict[str, Any]:
+        """Extra keyword arguments for the processor call (e.g. the video's fps)."""
+        return {}
+
+    # ---- loading ------------------------------------------------------------------------------
+    def model_class(self, architecture: str) -> type:
+        """The HF model class for an architecture name (transformers' own by default)."""
+        import transformers
+
+        cls = getattr(transformers, architecture, None)
+        if cls is None:
+            raise UnsupportedModelError(f"transformers {transformers.__version__} has no class {architecture}.")
+        return cls
+
+    def load_processor(self, source: str, **kwargs: Any) -> Any:
+        """The processor for a checkpoint (HF's AutoProcessor by default)."""
+        import transformers
+
+        return transformers.AutoProcessor.from_pretrained(source, **kwargs)
+
+
+_REGISTRY: dict[str, type[VideoLLMAdapter]] = {}
+_LOADED = False
+
+
+def register_adapter(cls: type[VideoLLMAdapter]) -> type[VideoLLMAdapter]:
+    """Class decorator: make an adapter available for its ``architectures``."""
+    for arch in cls.architectures:
+        _REGISTRY[arch] = cls
+    return cls
+
+
+def _load_adapters() -> None:
+    global _LOADED
+    if _LOADED:
+        return
+    _LOADED = True
+    import_module("model_adapters")
+    for ep in entry_points(group="videolens.adapters"):
+        ep.load()
+
+
+def supported_architectures() -> list[str]:
+    """Architectures with a registered adapter."""
+    _load_adapters()
+    return sorted(_REGISTRY)
+
+
+def adapter_for(model_or_arch: nn.Module | str) -> VideoLLMAdapter:
+    """The adapter for an HF model (by class name or ``config.architectures``)."""
+    _load_adapters()
+    if isinstance(model_or_arch, str):
+        names = [model_or_arch]
+    else:
+        names = [type(model_or_arch).__name__, *(getattr(model_or_arch.config, "architectures", None) or [])]
+    for name in names:
+        if name in _REGISTRY:
+            return _REGISTRY[name]()
+    raise UnsupportedModelError(
+        f"No videolens adapter for {names[0]}. Supported architectures: {', '.join(supported_architectures())}. "
+        "To add one, see docs/adapters.md."
+    )

@@ -1,0 +1,162 @@
+"""videolens' attention function, registered with Hugging Face's attention registry.
+
+HF attention modules compute q, k, v and apply their own rotary embedding (RoPE,
+M-RoPE), then call the function registered under ``config._attn_implementation``.
+videolens registers :func:`videolens_attention` under the name ``"videolens"`` and
+switches a language model to it only while videolens drives that model. The function:
+
+- exposes ``hook_q``, ``hook_k``, ``hook_v`` (after rotary), ``hook_attn_scores``
+  (pre-softmax, after masks), ``hook_pattern`` and ``hook_z``;
+- prepends cached keys/values of earlier positions (generation, sweeps) and stores the
+  new ones when asked;
+- honours the boolean edge masks compiled from interventions;
+- takes the fused path (``scaled_dot_product_attention``) when no score/pattern hook is
+  active, and the explicit path (scores, softmax, weighted sum) when one is.
+
+The ``attention_mask`` argument HF passes through is a :class:`LayerCall` built by the
+hooked model for that layer, so the function needs no global state.
+
+Axis glossary: ``batch``, ``head`` (query heads), ``kv_head``, ``q_pos``, ``k_pos``,
+``d_head``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Bool, Float
+from transformers import AttentionInterface
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+if TYPE_CHECKING:
+    from .hooked import AttentionHooks
+
+ATTN_IMPLEMENTATION = "videolens"
+
+
+@dataclass
+class KVStore:
+    """Keys and values (after rotary and hooks) per layer, for reuse by later calls."""
+
+    keys: dict[int, torch.Tensor]
+    values: dict[int, torch.Tensor]
+
+    @classmethod
+    def empty(cls) -> KVStore:
+        return cls({}, {})
+
+    def length(self) -> int:
+        return next(iter(self.keys.values())).shape[2] if self.keys else 0
+
+
+@dataclass
+class LayerCall:
+    """Everything the attention function needs for one layer of one forward pass.
+
+    Attributes:
+        layer: the layer index.
+        hooks: the layer's attention hook points.
+        allowed: ``(batch, 1 or head, q_pos, k_pos)`` True where a query may attend a key,
+            or ``None`` for a plain causal pass over the whole sequence.
+        past: keys/values of earlier positions to prepend (generation, sweeps), or None.
+        store: where to put this layer's full keys/values, or None.
+    """
+
+    layer: int
+    hooks: AttentionHooks
+    allowed: Bool[torch.Tensor, "batch head_or_1 q_pos k_pos"] | None = None
+    past: KVStore | None = None
+    store: KVStore | None = None
+
+
+def _repeat_kv(x: Float[torch.Tensor, "batch kv_head pos d_head"], n_rep: int) -> torch.Tensor:
+    if n_rep == 1:
+        return x
+    b, h, s, d = x.shape
+    return x[:, :, None].expand(b, h, n_rep, s, d).reshape(b, h * n_rep, s, d)
+
+
+def _hooked(hook, x: torch.Tensor) -> torch.Tensor:
+    """Apply a hook point to a ``(batch, head, pos, d)`` tensor in TL's ``(batch, pos, head, d)`` order."""
+    if not hook._forward_hooks:
+        return x
+    return hook(x.transpose(1, 2)).transpose(1, 2)
+
+
+def causal_allowed(q_len: int, k_len: int, device: torch.device) -> Bool[torch.Tensor, "q_pos k_pos"]:
+    """Causal mask for ``q_len`` queries that are the last ``q_len`` of ``k_len`` positions."""
+    q_idx = torch.arange(k_len - q_len, k_len, device=device)[:, None]
+    return torch.arange(k_len, device=device)[None, :] <= q_idx
+
+
+def videolens_attention(
+    module: torch.nn.Module,
+    query: Float[torch.Tensor, "batch head q_pos d_head"],
+    key: Float[torch.Tensor, "batch kv_head q_pos d_head"],
+    value: Float[torch.Tensor, "batch kv_head q_pos d_head"],
+    attention_mask: LayerCall,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[Float[torch.Tensor, "batch q_pos head d_head"], torch.Tensor | None]:
+    """Attention with hooks, cached prefixes and edge masks (see the module docstring)."""
+    call = attention_mask
+    if not isinstance(call, LayerCall):
+        raise RuntimeError(
+            "The 'videolens' attention implementation runs only inside HookedVideoLLM calls; "
+            "call the Hugging Face model with its own attn_implementation instead."
+        )
+    hooks = call.hooks
+    query = _hooked(hooks.hook_q, query)
+    key = _hooked(hooks.hook_k, key)
+    value = _hooked(hooks.hook_v, value)
+    if call.past is not None and call.layer in call.past.keys:
+        key = torch.cat([call.past.keys[call.layer], key], dim=2)
+        value = torch.cat([call.past.values[call.layer], value], dim=2)
+    if call.store is not None:
+        call.store.keys[call.layer] = key
+        call.store.values[call.layer] = value
+
+    q_len, k_len = query.shape[2], key.shape[2]
+    n_rep = query.shape[1] // key.shape[1]
+    allowed = call.allowed
+    explicit = bool(hooks.hook_attn_scores._forward_hooks or hooks.hook_pattern._forward_hooks)
+    pattern = None
+    if not explicit:
+        if allowed is None and q_len != k_len:
+            allowed = causal_allowed(q_len, k_len, query.device)[None, None]
+        z = F.scaled_dot_product_attention(
+            query,
+            _repeat_kv(key, n_rep),
+            _repeat_kv(value, n_rep),
+            attn_mask=allowed,
+            is_causal=allowed is None,
+            scale=scaling,
+        )
+    else:
+        if allowed is None:
+            allowed = causal_allowed(q_len, k_len, query.device)[None, None]
+        scores = torch.matmul(query, _repeat_kv(key, n_rep).transpose(2, 3)) * scaling
+        scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
+        scores = hooks.hook_attn_scores(scores)
+        pattern = F.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+        pattern = hooks.hook_pattern(pattern)
+        z = torch.matmul(pattern, _repeat_kv(value, n_rep))
+    z = hooks.hook_z(z.transpose(1, 2).contiguous())
+    return z, pattern
+
+
+def register() -> None:
+    """Register the attention function (and its mask function) with transformers, once."""
+    if ATTN_IMPLEMENTATION not in AttentionInterface._global_mapping:
+        AttentionInterface.register(ATTN_IMPLEMENTATION, videolens_attention)
+    if ATTN_IMPLEMENTATION not in AttentionMaskInterface._global_mapping:
+        # An attention name with no mask function silently loses its causal mask in HF's
+        # own mask code; videolens builds its masks itself, but keep HF's path correct too.
+        AttentionMaskInterface.register(ATTN_IMPLEMENTATION, sdpa_mask)
+
+
+register()

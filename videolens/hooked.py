@@ -1,0 +1,649 @@
+"""HookedVideoLLM: a TransformerLens-style view of an unmodified Hugging Face VideoLLM.
+
+The HF model is wrapped, not re-implemented. Its language-model layers are arranged
+into a hooked tree (``blocks[l].attn``, ``blocks[l].ln1``, ``blocks[l].mlp``, ...) that
+holds only hook points and references to the HF modules, so weights are shared. The
+model's own code computes everything: the vision tower, the splicing of video features,
+M-RoPE positions (captured from the HF forward just before its language model runs),
+each layer's norms, projections, rotary embedding and MLP. videolens drives the loop
+over decoder layers itself (so it can start or stop at any layer and reuse keys and
+values) and decides how each layer attends (:mod:`videolens.attention`).
+
+Hook names (per language-model layer ``l``)::
+
+    hook_embed, hook_video_embeds,
+    blocks.{l}.hook_resid_pre, blocks.{l}.ln1.hook_normalized,
+    blocks.{l}.attn.hook_q / hook_k / hook_v (after rotary), blocks.{l}.attn.hook_attn_scores,
+    blocks.{l}.attn.hook_pattern, blocks.{l}.attn.hook_z, blocks.{l}.hook_attn_out,
+    blocks.{l}.hook_resid_mid, blocks.{l}.ln2.hook_normalized, blocks.{l}.mlp.hook_post,
+    blocks.{l}.hook_mlp_out, blocks.{l}.hook_resid_post, ln_final.hook_normalized
+
+Axis glossary: ``batch``, ``pos`` (sequence position), ``head``, ``kv_head``,
+``d_model``, ``d_head``, ``d_vocab``, ``q_pos``/``k_pos`` (query/key position).
+
+Pitfalls: hooks are global state on the hook points; use :meth:`run_with_hooks`,
+:meth:`run_with_cache` or ``with model.hooks(...)``, which always remove them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import transformers
+from jaxtyping import Float, Int
+from torch import nn
+from transformer_lens import ActivationCache, HookedRootModule
+from transformer_lens.hook_points import HookPoint
+
+from . import attention as _attention
+from .adapters import VideoLLMAdapter, adapter_for, get_path
+from .attention import ATTN_IMPLEMENTATION, KVStore, LayerCall
+from .errors import LayerRangeError, LayoutError, UnsupportedModelError, VideoLensError
+from .interventions import EdgeKnockout, blocked_masks
+from .layout import TokenLayout
+from .prompt import PromptBatch, VideoPrompt, build_prompt, collate
+
+PromptLike = VideoPrompt | Sequence[VideoPrompt] | PromptBatch
+
+
+class _Captured(Exception):
+    """Raised inside the HF forward once the language model's inputs are known."""
+
+
+@dataclass
+class LMInputs:
+    """What the HF model hands its language model: embeddings, positions, extra kwargs."""
+
+    inputs_embeds: Float[torch.Tensor, "batch pos d_model"]
+    position_ids: torch.Tensor | None
+    extra: dict[str, Any]
+
+
+@dataclass
+class VideoLLMConfig:
+    """Dimensions and identity of the wrapped model (TransformerLens-style names)."""
+
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    d_model: int
+    d_head: int
+    d_vocab: int
+    family: str
+    architecture: str
+    dtype: torch.dtype
+    device: torch.device
+    video_token_id: int
+
+
+class NormHooks(nn.Module):
+    """Hook on the output of a norm."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hook_normalized = HookPoint()
+
+
+class MLPHooks(nn.Module):
+    """Hook on the MLP's hidden activation (the input of its output projection)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hook_post = HookPoint()
+
+
+class AttentionHooks(nn.Module):
+    """Hook points of one attention layer plus TransformerLens-style weight views."""
+
+    def __init__(self, hf_attn: nn.Module, adapter: VideoLLMAdapter, n_heads: int, n_kv_heads: int, d_head: int) -> None:
+        super().__init__()
+        object.__setattr__(self, "_hf", hf_attn)
+        object.__setattr__(self, "_adapter", adapter)
+        self.n_heads, self.n_kv_heads, self.d_head = n_heads, n_kv_heads, d_head
+        self.hook_q = HookPoint()  # (batch, pos, head, d_head), after rotary
+        self.hook_k = HookPoint()  # (batch, pos, kv_head, d_head), after rotary
+        self.hook_v = HookPoint()  # (batch, pos, kv_head, d_head)
+        self.hook_attn_scores = HookPoint()  # (batch, head, q_pos, k_pos), pre-softmax, masked
+        self.hook_pattern = HookPoint()  # (batch, head, q_pos, k_pos)
+        self.hook_z = HookPoint()  # (batch, pos, head, d_head)
+
+    def _in_proj(self, name: str, heads: int) -> Float[torch.Tensor, "head d_model d_head"]:
+        weight = getattr(self._hf, getattr(self._adapter, name)).weight
+        return weight.view(heads, self.d_head, -1).transpose(1, 2)
+
+    @property
+    def W_Q(self) -> Float[torch.Tensor, "head d_model d_head"]:
+        return self._in_proj("q_proj", self.n_heads)
+
+    @property
+    def W_K(self) -> Float[torch.Tensor, "kv_head d_model d_head"]:
+        return self._in_proj("k_proj", self.n_kv_heads)
+
+    @property
+    def W_V(self) -> Float[torch.Tensor, "kv_head d_model d_head"]:
+        return self._in_proj("v_proj", self.n_kv_heads)
+
+    @property
+    def W_O(self) -> Float[torch.Tensor, "head d_head d_model"]:
+        weight = getattr(self._hf, self._adapter.o_proj).weight
+        return weight.view(-1, self.n_heads, self.d_head).permute(1, 2, 0)
+
+
+class HookedBlock(nn.Module):
+    """One decoder layer: HF's own norms, attention and MLP, composed pre-norm, with hooks."""
+
+    def __init__(self, hf_layer: nn.Module, adapter: VideoLLMAdapter, n_heads: int, n_kv_heads: int, d_head: int) -> None:
+        super().__init__()
+        object.__setattr__(self, "_hf", hf_layer)
+        object.__setattr__(self, "_adapter", adapter)
+        self.hook_resid_pre = HookPoint()
+        self.ln1 = NormHooks()
+        self.attn = AttentionHooks(getattr(hf_layer, adapter.attn), adapter, n_heads, n_kv_heads, d_head)
+        self.hook_attn_out = HookPoint()
+        self.hook_resid_mid = HookPoint()
+        self.ln2 = NormHooks()
+        self.mlp = MLPHooks()
+        self.hook_mlp_out = HookPoint()
+        self.hook_resid_post = HookPoint()
+
+    @property
+    def hf_layer(self) -> nn.Module:
+        return self._hf
+
+    def forward(
+        self,
+        resid: Float[torch.Tensor, "batch pos d_model"],
+        call: LayerCall,
+        position_embeddings: tuple[torch.Tensor, torch.Tensor],
+    ) -> Float[torch.Tensor, "batch pos d_model"]:
+        a, layer = self._adapter, self._hf
+        resid = self.hook_resid_pre(resid)
+        normed = self.ln1.hook_normalized(getattr(layer, a.ln1)(resid))
+        attn_out = getattr(layer, a.attn)(
+            hidden_states=normed, attention_mask=call, position_embeddings=position_embeddings, position_ids=None
+        )[0]
+        resid = self.hook_resid_mid(resid + self.hook_attn_out(attn_out))
+        normed = self.ln2.hook_normalized(getattr(layer, a.ln2)(resid))
+        mlp_out = self.hook_mlp_out(getattr(layer, a.mlp)(normed))
+        return self.hook_resid_post(resid + mlp_out)
+
+
+def _as_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    name = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32", "half": "float16"}.get(dtype, dtype)
+    value = getattr(torch, str(name), None)
+    if not isinstance(value, torch.dtype):
+        raise VideoLensError(f"Unknown dtype {dtype!r}; use 'float32', 'bfloat16' or 'float16'.")
+    return value
+
+
+class HookedVideoLLM(HookedRootModule):
+    """A Hugging Face VideoLLM with TransformerLens hooks, token layouts and interventions.
+
+    Create it with :meth:`from_pretrained` (a hub id or a local folder) or :meth:`from_hf`
+    (a model and processor you loaded). With no hooks and no interventions its logits
+    equal the HF model's own.
+
+    Example:
+        >>> model = HookedVideoLLM.from_pretrained("llava-hf/LLaVA-NeXT-Video-7B-hf", dtype="bfloat16")  # doctest: +SKIP
+        >>> prompt = model.prepare(load_video("clip.mp4"), "What happened first?", options=["A cat ran.", "A dog sat."])  # doctest: +SKIP
+        >>> logits, cache = model.run_with_cache(prompt, names_filter=lambda n: n.endswith("hook_pattern"))  # doctest: +SKIP
+    """
+
+    def __init__(self, hf_model: nn.Module, processor: Any, adapter: VideoLLMAdapter | None = None) -> None:
+        super().__init__()
+        _attention.register()
+        object.__setattr__(self, "hf_model", hf_model)
+        object.__setattr__(self, "processor", processor)
+        object.__setattr__(self, "adapter", adapter or adapter_for(hf_model))
+        a = self.adapter
+        lm = get_path(hf_model, a.language_model)
+        object.__setattr__(self, "_lm", lm)
+        object.__setattr__(self, "_lm_head", get_path(hf_model, a.lm_head))
+        layers = getattr(lm, a.layers)
+        tc = a.text_config(hf_model.config)
+        n_heads = tc.num_attention_heads
+        n_kv = getattr(tc, "num_key_value_heads", None) or n_heads
+        d_head = getattr(tc, "head_dim", None) or tc.hidden_size // n_heads
+        param = next(hf_model.parameters())
+        self.cfg = VideoLLMConfig(
+            n_layers=len(layers), n_heads=n_heads, n_kv_heads=n_kv, d_model=tc.hidden_size, d_head=d_head,
+            d_vocab=self._lm_head.weight.shape[0], family=a.family, architecture=type(hf_model).__name__,
+            dtype=param.dtype, device=param.device, video_token_id=a.video_token_id(hf_model.config),
+        )
+        self.hook_embed = HookPoint()  # (batch, pos, d_model) token embeddings, before video splicing
+        self.hook_video_embeds = HookPoint()  # (batch, video_pos, d_model) projected video features
+        self.blocks = nn.ModuleList(HookedBlock(layer, a, n_heads, n_kv, d_head) for layer in layers)
+        self.ln_final = NormHooks()
+        object.__setattr__(self, "_drive_depth", 0)
+        self.setup()
+
+    # ---- construction -----------------------------------------------------------------------
+    @classmethod
+    def from_hf(cls, hf_model: nn.Module, processor: Any) -> HookedVideoLLM:
+        """Wrap an HF VideoLLM and its processor that you already loaded."""
+        return cls(hf_model, processor)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | Path,
+        *,
+        dtype: str | torch.dtype | None = None,
+        device: str | torch.device | None = None,
+        attn_implementation: str = "sdpa",
+        **hf_kwargs: Any,
+    ) -> HookedVideoLLM:
+        """Load a VideoLLM from the hub or a local folder through Hugging Face's own loaders.
+
+        Args:
+            name_or_path: a hub id (``"llava-hf/LLaVA-NeXT-Video-7B-hf"``), a folder written by
+                :meth:`save_pretrained`, or the name of a model shipped with videolens.
+            dtype: ``"float32"``, ``"bfloat16"``, ``"float16"`` or a torch dtype.
+            device: where to put the model (``"cuda"``, ``"cpu"``).
+            attn_implementation: HF's implementation for the *vision* tower and for plain HF
+                calls; videolens uses its own for the language model during its calls.
+        """
+        from .models import resolve_model_name
+
+        source = resolve_model_name(str(name_or_path))
+        config = transformers.AutoConfig.from_pretrained(source, **hf_kwargs)
+        arch = (getattr(config, "architectures", None) or [type(config).__name__])[0]
+        adapter = adapter_for(arch)
+        model_cls = adapter.model_class(arch)
+        hf_model = model_cls.from_pretrained(
+            source, dtype=_as_dtype(dtype) or torch.float32, attn_implementation=attn_implementation, **hf_kwargs
+        )
+        hf_model.eval()
+        if device is not None:
+            hf_model.to(device)
+        processor = adapter.load_processor(source, **hf_kwargs)
+        return cls(hf_model, processor, adapter)
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        """Save the HF model and processor so that :meth:`from_pretrained` loads them offline."""
+        folder = Path(folder)
+        self.hf_model.save_pretrained(folder)
+        self.processor.save_pretrained(folder)
+        return folder
+
+    def to(self, *args: Any, **kwargs: Any) -> HookedVideoLLM:
+        self.hf_model.to(*args, **kwargs)
+        param = next(self.hf_model.parameters())
+        self.cfg.device, self.cfg.dtype = param.device, param.dtype
+        return super().to(*args, **kwargs)
+
+    def setup(self) -> None:
+        """Index hook points of videolens' own tree only (the HF modules are left untouched)."""
+        self.mod_dict, self.hook_dict = {}, {}
+        for name, module in self.named_modules():
+            if name:
+                module.name = name
+                self.mod_dict[name] = module
+                if isinstance(module, HookPoint):
+                    self.hook_dict[name] = module
+
+    # ---- tokens and prompts -------------------------------------------------------------------
+    @property
+    def tokenizer(self) -> Any:
+        return getattr(self.processor, "tokenizer", self.processor)
+
+    @property
+    def W_U(self) -> Float[torch.Tensor, "d_model d_vocab"]:
+        return self._lm_head.weight.T
+
+    @property
+    def W_E(self) -> Float[torch.Tensor, "d_vocab d_model"]:
+        return getattr(self._lm, self.adapter.embed_tokens).weight
+
+    def to_str_tokens(self, prompt: VideoPrompt) -> list[str]:
+        """The prompt's tokens as strings (video tokens shown once per frame unit)."""
+        return self.tokenizer.convert_ids_to_tokens(prompt.input_ids[0].tolist())
+
+    def prepare(
+        self,
+        video: object,
+        question: str,
+        options: Sequence[str] | None = None,
+        answer_prefix: str | None = None,
+        system: str | None = None,
+        *,
+        answer: int | str | None = None,
+        instruction: str | None = None,
+        fps: float | None = None,
+    ) -> VideoPrompt:
+        """Build a prompt in the paper's multiple-choice format and its token layout.
+
+        Args:
+            video: a :class:`~videolens.Video` (from :func:`~videolens.load_video`), a
+                ``(T, H, W, 3)`` uint8 array or tensor, or a list of PIL images.
+            question: the question text.
+            options: the answer options, shown as ``(A) ...`` lines.
+            answer_prefix: text the assistant turn starts with, e.g. ``"Best option:("``.
+            system: the system prompt (``videolens.prompt.PAPER_SYSTEM`` is the paper's).
+            answer: the true option (index, letter or text); enables ``true_option`` groups.
+            instruction: text after the options (default with options: "Only give the best option.").
+            fps: the frames' sampling rate, for families whose positions use time.
+        """
+        return build_prompt(
+            self.processor, self.adapter, self.hf_model.config, video, question, options,
+            answer=answer, answer_prefix=answer_prefix, system=system, instruction=instruction, fps=fps,
+        )
+
+    def batch(self, prompts: PromptLike) -> PromptBatch:
+        """Collate one prompt or several into a left-padded batch."""
+        if isinstance(prompts, PromptBatch):
+            return prompts
+        if isinstance(prompts, VideoPrompt):
+            prompts = [prompts]
+        prompts = list(prompts)
+        if not prompts or not all(isinstance(p, VideoPrompt) for p in prompts):
+            raise VideoLensError("Pass a VideoPrompt from model.prepare(...) or a list of them.")
+        pad = self.tokenizer.pad_token_id
+        return collate(prompts, 0 if pad is None else int(pad))
+
+    # ---- running ----------------------------------------------------------------------------------
+    @contextmanager
+    def _driving(self) -> Iterator[None]:
+        """Switch the language model to videolens attention and MLP hooks; always restore."""
+        if self._drive_depth:
+            object.__setattr__(self, "_drive_depth", self._drive_depth + 1)
+            try:
+                yield
+            finally:
+                object.__setattr__(self, "_drive_depth", self._drive_depth - 1)
+            return
+        a = self.adapter
+        configs = {id(b.attn._hf.config): b.attn._hf.config for b in self.blocks}
+        saved = {key: cfg._attn_implementation_internal for key, cfg in configs.items()}
+        handles = []
+        try:
+            object.__setattr__(self, "_drive_depth", 1)
+            for cfg in configs.values():
+                cfg._attn_implementation_internal = ATTN_IMPLEMENTATION
+            if a.mlp_out_proj is not None:
+                for block in self.blocks:
+                    proj = getattr(getattr(block.hf_layer, a.mlp), a.mlp_out_proj)
+                    hook = block.mlp.hook_post
+                    handles.append(proj.register_forward_pre_hook(lambda _m, args, hook=hook: (hook(args[0]), *args[1:])))
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
+            for key, cfg in configs.items():
+                cfg._attn_implementation_internal = saved[key]
+            object.__setattr__(self, "_drive_depth", 0)
+
+    def lm_inputs(self, batch: PromptBatch) -> LMInputs:
+        """Run the HF model up to its language model and capture what it would receive."""
+        captured: dict[str, Any] = {}
+
+        def grab(_module: nn.Module, args: tuple, kwargs: dict) -> None:
+            captured.update(kwargs)
+            raise _Captured
+
+        handle = self._lm.register_forward_pre_hook(grab, with_kwargs=True)
+        device = self.cfg.device
+        inputs = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.inputs.items()}
+        if "pixel_values_videos" in inputs and inputs["pixel_values_videos"].is_floating_point():
+            inputs["pixel_values_videos"] = inputs["pixel_values_videos"].to(self.cfg.dtype)
+        try:
+            self.hf_model(**inputs, use_cache=False)
+        except _Captured:
+            pass
+        finally:
+            handle.remove()
+        if "inputs_embeds" not in captured:
+            raise UnsupportedModelError("The HF forward never reached its language model; the adapter's path is wrong.")
+        embeds = captured.pop("inputs_embeds")
+        position_ids = captured.pop("position_ids", None)
+        for key in ("attention_mask", "past_key_values", "use_cache", "input_ids", "return_dict", "cache_position"):
+            captured.pop(key, None)
+        return LMInputs(embeds, position_ids, captured)
+
+    def _embed(self, batch: PromptBatch, lm_in: LMInputs) -> Float[torch.Tensor, "batch pos d_model"]:
+        input_ids = batch.inputs["input_ids"].to(self.cfg.device)
+        text = self.hook_embed(getattr(self._lm, self.adapter.embed_tokens)(input_ids))
+        video_mask = input_ids == self.cfg.video_token_id
+        counts = video_mask.sum(1)
+        if not (counts == counts[0]).all():
+            raise LayoutError("Prompts in one batch must have the same number of video tokens.")
+        video = lm_in.inputs_embeds[video_mask].view(input_ids.shape[0], int(counts[0]), -1)
+        video = self.hook_video_embeds(video)
+        return text.masked_scatter(video_mask[..., None], video.to(text.dtype))
+
+    def _check_layer(self, layer: int | None, name: str, allow_end: bool = True) -> int | None:
+        if layer is None:
+            return None
+        top = self.cfg.n_layers if allow_end else self.cfg.n_layers - 1
+        if not -self.cfg.n_layers <= layer <= top:
+            raise LayerRangeError(f"{name}={layer} is outside the model, which has layers 0..{self.cfg.n_layers - 1}.")
+        return layer % self.cfg.n_layers if layer < 0 else layer
+
+    def _allowed(
+        self, batch: PromptBatch, interventions: Sequence[EdgeKnockout] | None
+    ) -> tuple[torch.Tensor | None, dict[int, torch.Tensor], dict[int, torch.Tensor]]:
+        """The base mask (None: plain causal), per-layer allowed masks, and per-layer blocked masks."""
+        n, device = batch.seq_len, self.cfg.device
+        base = None
+        if batch.padded:
+            valid = batch.inputs["attention_mask"].to(device).bool()
+            eye = torch.eye(n, dtype=torch.bool, device=device)
+            causal = torch.ones(n, n, dtype=torch.bool, device=device).tril()
+            base = (causal & (valid[:, None, :] | eye))[:, None]
+        blocked: dict[int, torch.Tensor] = {}
+        if interventions:
+            blocked = blocked_masks(interventions, batch.layouts, n, self.cfg.n_layers, self.cfg.n_heads, device)
+        per_layer: dict[int, torch.Tensor] = {}
+        made: dict[int, torch.Tensor] = {}
+        causal_base = base if base is not None else torch.ones(n, n, dtype=torch.bool, device=device).tril()[None, None]
+        for layer, mask in blocked.items():
+            if id(mask) not in made:
+                made[id(mask)] = causal_base & ~mask
+            per_layer[layer] = made[id(mask)]
+        return base, per_layer, blocked
+
+    def _layers(
+        self,
+        resid: torch.Tensor,
+        position_embeddings: tuple[torch.Tensor, torch.Tensor],
+        start: int,
+        stop: int,
+        base: torch.Tensor | None,
+        per_layer: dict[int, torch.Tensor],
+        past: KVStore | None = None,
+        store: KVStore | None = None,
+    ) -> torch.Tensor:
+        for layer in range(start, stop):
+            call = LayerCall(layer, self.blocks[layer].attn, per_layer.get(layer, base), past, store)
+            resid = self.blocks[layer](resid, call, position_embeddings)
+        return resid
+
+    def unembed(self, resid: Float[torch.Tensor, "... d_model"], apply_ln: bool = True) -> Float[torch.Tensor, "... d_vocab"]:
+        """Final norm (optional; hooked as ``ln_final.hook_normalized``) then the unembedding."""
+        if apply_ln:
+            resid = self.ln_final.hook_normalized(getattr(self._lm, self.adapter.final_norm)(resid))
+        return self._lm_head(resid)
+
+    def forward(
+        self,
+        prompt: PromptLike,
+        *,
+        interventions: Sequence[EdgeKnockout] | EdgeKnockout | None = None,
+        start_at_layer: int | None = None,
+        stop_at_layer: int | None = None,
+        residual: Float[torch.Tensor, "batch pos d_model"] | None = None,
+        return_type: Literal["logits", "resid"] | None = "logits",
+    ) -> torch.Tensor | None:
+        """Run the model on a prompt (or a list of prompts, padded on the left).
+
+        Args:
+            prompt: from :meth:`prepare`, a list of them, or a :class:`PromptBatch`.
+            interventions: :class:`~videolens.EdgeKnockout` objects to apply.
+            start_at_layer: start at this layer, from ``residual`` (its ``hook_resid_pre``).
+            stop_at_layer: stop before this layer and return its input residual stream.
+            residual: the residual stream to start from, with ``start_at_layer``.
+            return_type: ``"logits"`` (default) or ``None``.
+
+        Returns:
+            Logits ``(batch, pos, d_vocab)``; the residual stream when ``stop_at_layer`` is set.
+        """
+        batch = self.batch(prompt)
+        if isinstance(interventions, EdgeKnockout):
+            interventions = [interventions]
+        start = self._check_layer(start_at_layer, "start_at_layer", allow_end=False) or 0
+        stop = self._check_layer(stop_at_layer, "stop_at_layer")
+        stop = self.cfg.n_layers if stop is None else stop
+        if (residual is None) != (start_at_layer is None):
+            raise VideoLensError("Pass residual= together with start_at_layer= (the residual stream entering that layer).")
+        with self._driving():
+            lm_in = self.lm_inputs(batch)
+            base, per_layer, _ = self._allowed(batch, interventions)
+            resid = self._embed(batch, lm_in) if residual is None else residual.to(self.cfg.device)
+            pos_ids = self._position_ids(lm_in, batch)
+            pe = self.adapter.position_embeddings(self._lm, resid, pos_ids)
+            resid = self._layers(resid, pe, start, stop, base, per_layer)
+            if stop < self.cfg.n_layers:
+                return resid
+            logits = self.unembed(resid)
+        return logits if return_type == "logits" else None
+
+    def _position_ids(self, lm_in: LMInputs, batch: PromptBatch) -> torch.Tensor:
+        if lm_in.position_ids is not None:
+            return lm_in.position_ids
+        return self.adapter.default_position_ids(batch.size, 0, batch.seq_len, self.cfg.device)
+
+    # ---- hooks and caches -------------------------------------------------------------------------
+    def _check_hook_names(self, hooks: Sequence[tuple[str | Callable, Callable]]) -> None:
+        for name, _ in hooks:
+            if not isinstance(name, str) or name in self.hook_dict:
+                continue
+            m = re.match(r"blocks\.(-?\d+)\.", name)
+            if m and not 0 <= int(m.group(1)) < self.cfg.n_layers:
+                raise LayerRangeError(f"Hook {name!r} names layer {m.group(1)}; the model has layers 0..{self.cfg.n_layers - 1}.")
+            close = difflib.get_close_matches(name, list(self.hook_dict), n=3)
+            hint = f" Did you mean {', '.join(close)}?" if close else " See docs/hooks.md for the names."
+            raise VideoLensError(f"Unknown hook name {name!r}.{hint}")
+
+    @contextmanager
+    def hooks(self, fwd_hooks=(), bwd_hooks=(), reset_hooks_end: bool = True, clear_contexts: bool = False):
+        """Temporarily add hooks (removed on exit, also after an exception)."""
+        self._check_hook_names(list(fwd_hooks) + list(bwd_hooks))
+        with super().hooks(list(fwd_hooks), list(bwd_hooks), reset_hooks_end, clear_contexts) as model:
+            yield model
+
+    def run_with_hooks(self, *model_args: Any, fwd_hooks=(), bwd_hooks=(), reset_hooks_end: bool = True,
+                       clear_contexts: bool = False, **model_kwargs: Any) -> Any:
+        """Run :meth:`forward` with temporary hooks ``[(name or filter, fn(tensor, hook))]``."""
+        with self.hooks(fwd_hooks, bwd_hooks, reset_hooks_end, clear_contexts):
+            return self.forward(*model_args, **model_kwargs)
+
+    def run_with_cache(self, *model_args: Any, names_filter: Any = None, device: Any = None,
+                       remove_batch_dim: bool = False, **model_kwargs: Any) -> tuple[Any, ActivationCache]:
+        """Run :meth:`forward` and cache activations.
+
+        Args:
+            names_filter: a hook name, a list of names, or ``fn(name) -> bool``; default all.
+            device: where to keep the cache (``"cpu"`` keeps GPU memory free).
+            remove_batch_dim: drop the batch axis (batch of one only).
+        """
+        cache_dict, fwd, _ = self.get_caching_hooks(names_filter, False, device, remove_batch_dim=remove_batch_dim)
+        with self.hooks(fwd_hooks=fwd):
+            out = self.forward(*model_args, **model_kwargs)
+        return out, ActivationCache(cache_dict, self, has_batch_dim=not remove_batch_dim)
+
+    # ---- generation -----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(
+        self,
+        prompt: PromptLike,
+        max_new_tokens: int = 20,
+        *,
+        interventions: Sequence[EdgeKnockout] | EdgeKnockout | None = None,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        stop_at_eos: bool = True,
+        seed: int | None = None,
+        return_type: Literal["str", "tokens"] = "str",
+    ) -> list[str] | str | Int[torch.Tensor, "batch new_pos"]:
+        """Generate a continuation with hooks and interventions active at every step.
+
+        Knockouts apply to the prompt as in :meth:`forward`. Each generated token inherits
+        the blocked edges of the prompt's last position (it may not attend what ``last``
+        may not attend) and attends freely to earlier generated tokens: the reference
+        implementation's rule.
+        """
+        batch = self.batch(prompt)
+        if isinstance(interventions, EdgeKnockout):
+            interventions = [interventions]
+        generator = torch.Generator(device=self.cfg.device).manual_seed(seed) if seed is not None else None
+        eos = self.tokenizer.eos_token_id
+        n, device, bsz = batch.seq_len, self.cfg.device, batch.size
+        with self._driving():
+            lm_in = self.lm_inputs(batch)
+            base, per_layer, blocked = self._allowed(batch, interventions)
+            store = KVStore.empty()
+            resid = self._embed(batch, lm_in)
+            pos_ids = self._position_ids(lm_in, batch)
+            pe = self.adapter.position_embeddings(self._lm, resid, pos_ids)
+            resid = self._layers(resid, pe, 0, self.cfg.n_layers, base, per_layer, None, store)
+            logits = self.unembed(resid[:, -1:])
+            valid = batch.inputs.get("attention_mask", torch.ones(bsz, n, dtype=torch.long)).to(device).bool()
+            last_rows = torch.tensor([int(layout["last"][0]) for layout in batch.layouts], device=device)
+            inherited = {layer: ~m[torch.arange(bsz, device=device), :, last_rows] for layer, m in blocked.items()}
+            done = torch.zeros(bsz, dtype=torch.bool, device=device)
+            out: list[torch.Tensor] = []
+            for step in range(max_new_tokens):
+                token = self._pick(logits[:, -1], do_sample, temperature, top_k, generator)
+                if eos is not None:
+                    token = torch.where(done, torch.full_like(token, self.tokenizer.pad_token_id or eos), token)
+                    done |= token == eos
+                out.append(token)
+                if (stop_at_eos and eos is not None and bool(done.all())) or step == max_new_tokens - 1:
+                    break
+                valid = torch.cat([valid, torch.ones(bsz, 1, dtype=torch.bool, device=device)], dim=1)
+                k_len = valid.shape[1]
+                row = valid[:, None, None, :]
+                step_layers = {}
+                for layer, allowed_prompt in inherited.items():
+                    extra = torch.ones(bsz, allowed_prompt.shape[1], k_len - n, dtype=torch.bool, device=device)
+                    step_layers[layer] = row & torch.cat([allowed_prompt, extra], dim=-1)[:, :, None, :]
+                step_base = row if batch.padded else None
+                pos_ids = self.adapter.next_position_ids(pos_ids, 1)
+                resid = self.hook_embed(getattr(self._lm, self.adapter.embed_tokens)(token[:, None]))
+                pe = self.adapter.position_embeddings(self._lm, resid, pos_ids)
+                resid = self._layers(resid, pe, 0, self.cfg.n_layers, step_base, step_layers, store, store)
+                logits = self.unembed(resid)
+        tokens = torch.stack(out, dim=1)
+        if return_type == "tokens":
+            return tokens
+        texts = self.tokenizer.batch_decode(tokens, skip_special_tokens=True)
+        return texts[0] if isinstance(prompt, VideoPrompt) else texts
+
+    @staticmethod
+    def _pick(logits: torch.Tensor, do_sample: bool, temperature: float, top_k: int | None, generator: Any) -> torch.Tensor:
+        if not do_sample:
+            return logits.argmax(-1)
+        logits = logits.float() / max(temperature, 1e-6)
+        if top_k is not None:
+            kth = logits.topk(top_k, dim=-1).values[:, -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        return torch.multinomial(logits.softmax(-1), 1, generator=generator)[:, 0]
+
+    def layouts(self, prompt: PromptLike) -> list[TokenLayout]:
+        """The (padded) layouts of a prompt or batch."""
+        return self.batch(prompt).layouts
+
+    def __repr__(self) -> str:
+        c = self.cfg
+        return (f"HookedVideoLLM({c.architecture}: {c.n_layers} layers, {c.n_heads} heads "
+                f"({c.n_kv_heads} kv), d_model={c.d_model}, d_vocab={c.d_vocab}, {c.dtype}, {c.device})")

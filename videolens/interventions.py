@@ -1,0 +1,196 @@
+"""Interventions: objects that say what they do to a forward pass.
+
+:class:`EdgeKnockout` blocks attention edges from the key positions of a source group to
+the query positions of a destination group in chosen layers (optionally heads). Groups
+are layout names (``"video"``, ``"frame(2)"``, ``"last"``), position lists, or callables
+on the :class:`~videolens.layout.TokenLayout`. Knockouts compose with ``+`` and compile
+to one boolean mask per distinct layer configuration, shared by all heads unless heads
+are named (never a dense float mask per head).
+
+Conventions follow the paper: "A -/-> B" means queries in B may not attend keys in A.
+A token is never blocked from itself: a knockout whose source and destination overlap
+is an error, since it would leave a row with nothing to attend to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+import torch
+from jaxtyping import Bool
+
+from .errors import InterventionError, LayerRangeError
+from .layout import TokenLayout, resolve_group
+
+Group = Union[str, Sequence[int], torch.Tensor, Callable[[TokenLayout], Any]]
+EdgeFn = Callable[[TokenLayout], list[tuple[torch.Tensor, torch.Tensor]]]
+
+
+def check_layers(layers: Iterable[int], n_layers: int) -> tuple[int, ...]:
+    """Layers as a sorted tuple, each checked against ``n_layers``."""
+    out = sorted({int(layer) for layer in layers})
+    bad = [layer for layer in out if not 0 <= layer < n_layers]
+    if bad:
+        raise LayerRangeError(f"Layers {bad} are outside the model, which has layers 0..{n_layers - 1}.")
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class _Edges:
+    """One block of edges: a rule producing (src, dst) position pairs, in some layers and heads."""
+
+    edges: EdgeFn
+    layers: tuple[int, ...]
+    heads: tuple[int, ...] | None
+    label: str
+
+
+@dataclass(frozen=True)
+class EdgeKnockout:
+    """Block attention from ``src`` (keys) to ``dst`` (queries) in ``layers``.
+
+    Args:
+        src: the key group (a layout name, positions, or a callable on the layout).
+        dst: the query group.
+        layers: the layers (0-indexed) in which the edges are blocked.
+        heads: query heads to block; ``None`` blocks all heads.
+
+    Example:
+        >>> ko = EdgeKnockout("video", "last", layers=range(8, 17)) + EdgeKnockout.cross_frame(range(0, 9))
+        >>> logits = model(prompt, interventions=[ko])  # doctest: +SKIP
+    """
+
+    src: Group | None = None
+    dst: Group | None = None
+    layers: Iterable[int] = ()
+    heads: Iterable[int] | None = None
+    parts: tuple[_Edges, ...] = field(default=(), repr=False)
+
+    def __post_init__(self) -> None:
+        if self.parts:
+            return
+        if self.src is None or self.dst is None:
+            raise InterventionError("EdgeKnockout needs both src and dst groups.")
+        src, dst = self.src, self.dst
+
+        def edges(layout: TokenLayout) -> list[tuple[torch.Tensor, torch.Tensor]]:
+            return [(_nonempty(layout, src, "src"), _nonempty(layout, dst, "dst"))]
+
+        label = f"{_name(src)} -/-> {_name(dst)}"
+        object.__setattr__(self, "parts", (_make_part(edges, self.layers, self.heads, label),))
+
+    @classmethod
+    def from_edges(cls, edges: EdgeFn, layers: Iterable[int], heads: Iterable[int] | None = None, label: str = "custom") -> EdgeKnockout:
+        """A knockout from a function that lists ``(src_positions, dst_positions)`` pairs for a layout."""
+        return cls(parts=(_make_part(edges, layers, heads, label),))
+
+    @classmethod
+    def cross_frame(cls, layers: Iterable[int], heads: Iterable[int] | None = None) -> EdgeKnockout:
+        """Block every earlier-frame -> later-frame edge (attention within a frame is kept)."""
+
+        def edges(layout: TokenLayout) -> list[tuple[torch.Tensor, torch.Tensor]]:
+            if layout.n_frames < 2:
+                raise InterventionError("cross_frame needs a video with at least two frames (temporal units).")
+            return [
+                (torch.cat([layout.frame(s) for s in range(t)]), layout.frame(t)) for t in range(1, layout.n_frames)
+            ]
+
+        return cls.from_edges(edges, layers, heads, label="cross-frame")
+
+    def __add__(self, other: EdgeKnockout) -> EdgeKnockout:
+        if not isinstance(other, EdgeKnockout):
+            return NotImplemented
+        return EdgeKnockout(parts=self.parts + other.parts)
+
+    @property
+    def all_layers(self) -> tuple[int, ...]:
+        return tuple(sorted({layer for part in self.parts for layer in part.layers}))
+
+    def __repr__(self) -> str:
+        inner = "; ".join(f"{p.label} @ layers {_span(p.layers)}" + (f" heads {list(p.heads)}" if p.heads else "") for p in self.parts)
+        return f"EdgeKnockout({inner})"
+
+
+def _make_part(edges: EdgeFn, layers: Iterable[int], heads: Iterable[int] | None, label: str) -> _Edges:
+    layer_tuple = tuple(sorted({int(x) for x in layers}))
+    if not layer_tuple:
+        raise InterventionError(f"Knockout {label!r} names no layers.")
+    head_tuple = None if heads is None else tuple(sorted({int(h) for h in heads}))
+    return _Edges(edges, layer_tuple, head_tuple, label)
+
+
+def _name(group: Group) -> str:
+    if isinstance(group, str):
+        return group
+    return getattr(group, "__name__", type(group).__name__)
+
+
+def _span(layers: tuple[int, ...]) -> str:
+    if layers and layers == tuple(range(layers[0], layers[-1] + 1)):
+        return f"{layers[0]}..{layers[-1]}"
+    return str(list(layers))
+
+
+def _nonempty(layout: TokenLayout, group: Group, role: str) -> torch.Tensor:
+    pos = resolve_group(layout, group)
+    if pos.numel() == 0:
+        raise InterventionError(f"The {role} group {_name(group)!r} is empty for this prompt; nothing to block.")
+    return pos
+
+
+def blocked_masks(
+    interventions: Sequence[EdgeKnockout],
+    layouts: Sequence[TokenLayout],
+    seq_len: int,
+    n_layers: int,
+    n_heads: int,
+    device: torch.device | str = "cpu",
+) -> dict[int, Bool[torch.Tensor, "batch head_or_1 q_pos k_pos"]]:
+    """Compile knockouts to one boolean "blocked" mask per affected layer.
+
+    Layers with the same set of edge blocks share one tensor. The head axis is 1 unless
+    some block names heads.
+    """
+    parts = [part for ko in interventions for part in ko.parts]
+    for part in parts:
+        check_layers(part.layers, n_layers)
+        if part.heads is not None:
+            bad = [h for h in part.heads if not 0 <= h < n_heads]
+            if bad:
+                raise InterventionError(f"Heads {bad} are outside the model, which has heads 0..{n_heads - 1}.")
+    edge_cache: dict[int, list[list[tuple[torch.Tensor, torch.Tensor]]]] = {}
+    for i, part in enumerate(parts):
+        per_item = []
+        for layout in layouts:
+            pairs = part.edges(layout)
+            for src, dst in pairs:
+                both = set(src.tolist()) & set(dst.tolist())
+                if both:
+                    raise InterventionError(
+                        f"Knockout {part.label!r} would block positions {sorted(both)[:8]} from themselves: "
+                        "src and dst overlap. Use disjoint groups."
+                    )
+            per_item.append(pairs)
+        edge_cache[i] = per_item
+
+    by_key: dict[tuple[int, ...], torch.Tensor] = {}
+    out: dict[int, torch.Tensor] = {}
+    for layer in range(n_layers):
+        key = tuple(i for i, part in enumerate(parts) if layer in part.layers)
+        if not key:
+            continue
+        if key not in by_key:
+            per_head = any(parts[i].heads is not None for i in key)
+            mask = torch.zeros(len(layouts), n_heads if per_head else 1, seq_len, seq_len, dtype=torch.bool, device=device)
+            for i in key:
+                heads = parts[i].heads if per_head and parts[i].heads is not None else range(mask.shape[1])
+                for b, pairs in enumerate(edge_cache[i]):
+                    for src, dst in pairs:
+                        rows, cols = dst.to(device)[:, None], src.to(device)[None, :]
+                        for h in heads:
+                            mask[b, h, rows, cols] = True
+            by_key[key] = mask
+        out[layer] = by_key[key]
+    return out

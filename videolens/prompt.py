@@ -1,0 +1,351 @@
+"""Building prompts: the paper's multiple-choice format, the processor call, the layout.
+
+:func:`build_prompt` renders a chat with the processor's own chat template, runs the
+processor on the text and the frames, and builds the prompt's :class:`TokenLayout` from
+what the processor produced: the run of video placeholder tokens it expanded, the frame
+structure the adapter reads from the processor outputs, and the tokenizer's offset
+mapping of the text (never a search of decoded text).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from jaxtyping import Int
+
+from .adapters import VideoLLMAdapter
+from .errors import LayoutError
+from .layout import LETTERS, FrameUnit, TokenLayout
+from .video import Video, as_frames
+
+#: The system prompt of the paper's multiple-choice evaluation (MVBench-style).
+PAPER_SYSTEM = (
+    "Carefully watch the video and pay attention to the cause and sequence of events, the detail and "
+    "movement of objects, and the action and pose of persons. Based on your observations, select the best "
+    "option that accurately addresses the question."
+)
+#: The instruction after the options, and the answer prefix, of the paper's prompt.
+PAPER_INSTRUCTION = "Only give the best option."
+PAPER_ANSWER_PREFIX = "Best option:("
+
+_SYS = "\u27e6VLSYS\u27e7"
+_USER = "\u27e6VLUSER\u27e7"
+TOKEN_LEVEL_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids")
+
+
+@dataclass
+class VideoPrompt:
+    """One prepared prompt: what the HF model takes, the text, and the token layout.
+
+    Attributes:
+        inputs: the processor's output for this prompt (batch of one).
+        text: the prompt text before the processor expanded the video placeholder.
+        layout: the :class:`TokenLayout` of the expanded sequence.
+        question, options, answer: the multiple-choice content (``answer`` is an index).
+        frames: the ``(T, H, W, 3)`` frames given to the processor.
+        timestamps: the frames' times in seconds, if known.
+        fps: the frame rate the processor was told (None if the family ignores time).
+    """
+
+    inputs: dict[str, Any]
+    text: str
+    layout: TokenLayout
+    question: str
+    options: list[str] | None = None
+    answer: int | None = None
+    frames: np.ndarray | None = field(default=None, repr=False)
+    timestamps: np.ndarray | None = None
+    fps: float | None = None
+
+    @property
+    def input_ids(self) -> Int[torch.Tensor, "1 pos"]:
+        return self.inputs["input_ids"]
+
+    @property
+    def seq_len(self) -> int:
+        return int(self.inputs["input_ids"].shape[1])
+
+    @property
+    def answer_letter(self) -> str | None:
+        return None if self.answer is None else LETTERS[self.answer]
+
+    def __repr__(self) -> str:
+        return f"VideoPrompt(seq_len={self.seq_len}, question={self.question!r}, options={self.options}, answer={self.answer_letter})"
+
+
+@dataclass
+class PromptBatch:
+    """Several prompts collated into one left-padded batch, each with its shifted layout."""
+
+    inputs: dict[str, Any]
+    layouts: list[TokenLayout]
+    prompts: list[VideoPrompt]
+
+    @property
+    def seq_len(self) -> int:
+        return int(self.inputs["input_ids"].shape[1])
+
+    @property
+    def size(self) -> int:
+        return len(self.prompts)
+
+    @property
+    def padded(self) -> bool:
+        mask = self.inputs.get("attention_mask")
+        return mask is not None and not bool(mask.all())
+
+
+def collate(prompts: Sequence[VideoPrompt], pad_token_id: int) -> PromptBatch:
+    """Left-pad token-level inputs and concatenate the rest (video tensors) along dim 0."""
+    if len(prompts) == 1:
+        p = prompts[0]
+        return PromptBatch(dict(p.inputs), [p.layout], [p])
+    seq_len = max(p.seq_len for p in prompts)
+    inputs: dict[str, Any] = {}
+    for key in prompts[0].inputs:
+        values = [p.inputs[key] for p in prompts]
+        if not all(isinstance(v, torch.Tensor) for v in values):
+            inputs[key] = values
+            continue
+        if key in TOKEN_LEVEL_KEYS:
+            fill = pad_token_id if key == "input_ids" else 0
+            inputs[key] = torch.cat(
+                [torch.nn.functional.pad(v, (seq_len - v.shape[1], 0), value=fill) for v in values]
+            )
+        else:
+            shapes = {tuple(v.shape[1:]) for v in values}
+            if len(shapes) > 1:
+                raise LayoutError(
+                    f"Cannot batch {key} of shapes {sorted(shapes)}: use the same number of frames "
+                    "(and frame size) for every prompt in a batch, or run them one by one."
+                )
+            inputs[key] = torch.cat(values)
+    if "attention_mask" not in inputs:
+        inputs["attention_mask"] = torch.cat(
+            [torch.nn.functional.pad(torch.ones_like(p.input_ids), (seq_len - p.seq_len, 0)) for p in prompts]
+        )
+    layouts = [p.layout.shifted(seq_len - p.seq_len, seq_len) for p in prompts]
+    return PromptBatch(inputs, layouts, list(prompts))
+
+
+def question_block(question: str, options: Sequence[str] | None) -> tuple[str, list[tuple[int, int]]]:
+    """The question text with its options, and each option's character span in it."""
+    text = f"Question: {question}"
+    spans: list[tuple[int, int]] = []
+    if options:
+        text += "\nOptions:"
+        for k, option in enumerate(options):
+            text += "\n"
+            start = len(text)
+            text += f"({LETTERS[k]}) {option}"
+            spans.append((start, len(text)))
+    return text, spans
+
+
+def resolve_answer(options: Sequence[str] | None, answer: int | str | None) -> int | None:
+    """The index of the true option, from an index, a letter, ``"(B)"``, or the option text."""
+    if answer is None:
+        return None
+    if not options:
+        raise LayoutError("An answer was given but no options; pass options=[...] with the true answer among them.")
+    if isinstance(answer, (int, np.integer)):
+        if not 0 <= int(answer) < len(options):
+            raise LayoutError(f"Answer index {answer} is not one of the {len(options)} options.")
+        return int(answer)
+    stripped = str(answer).strip()
+    if stripped in options:
+        return list(options).index(stripped)
+    letter = stripped.strip("()").upper()
+    if len(letter) == 1 and letter in LETTERS[: len(options)]:
+        return LETTERS.index(letter)
+    raise LayoutError(
+        f"The answer {answer!r} is not among the options {list(options)}; include the true answer "
+        "in options (or give its index or letter)."
+    )
+
+
+def _render(processor: Any, adapter: VideoLLMAdapter, system: str | None) -> str:
+    messages: list[dict[str, Any]] = []
+    if system is not None:
+        messages.append({"role": "system", "content": [{"type": "text", "text": _SYS}]})
+    messages.append({"role": "user", "content": [{"type": "video"}, {"type": "text", "text": _USER}]})
+    if getattr(processor, "chat_template", None):
+        return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    head = f"{_SYS}\n" if system is not None else ""
+    return f"{head}USER: {adapter.video_placeholder}\n{_USER} ASSISTANT:"
+
+
+def _assemble(rendered: str, system: str | None, user: str) -> tuple[str, dict[str, tuple[int, int]]]:
+    """Substitute the sentinels, recording where the system and user text land."""
+    spans: dict[str, tuple[int, int]] = {}
+    for sentinel in ([_SYS] if system is not None else []) + [_USER]:
+        if rendered.count(sentinel) != 1:
+            raise LayoutError("The chat template did not place the system/user text exactly once.")
+    out = rendered
+    for name, sentinel, value in (("system", _SYS, system), ("user", _USER, user)):
+        if value is None:
+            continue
+        at = out.index(sentinel)
+        out = out[:at] + value + out[at + len(sentinel) :]
+        spans[name] = (at, at + len(value))
+        if name == "user" and "system" in spans and spans["system"][0] > at:
+            raise LayoutError("The chat template put the user text before the system text.")
+    return out, spans
+
+
+def _align(text_ids: list[int], final_ids: list[int], video_id: int) -> tuple[list[int], tuple[int, int]]:
+    """Map each text token to its final position; return the video run ``(start, length)``."""
+    mapping: list[int] = []
+    runs: list[tuple[int, int]] = []
+    j = 0
+    for tid in text_ids:
+        if tid == video_id:
+            start = j
+            while j < len(final_ids) and final_ids[j] == video_id:
+                j += 1
+            runs.append((start, j - start))
+            mapping.append(-1)
+            continue
+        if j >= len(final_ids) or final_ids[j] != tid:
+            raise LayoutError(
+                f"The processor's token ids differ from the tokenizer's at position {j}; "
+                "the processor changed the text in a way this adapter does not model."
+            )
+        mapping.append(j)
+        j += 1
+    if j != len(final_ids):
+        raise LayoutError("The processor's sequence is longer than the tokenized prompt text.")
+    if len(runs) != 1 or runs[0][1] == 0:
+        raise LayoutError(f"Expected one run of video tokens in the prompt, found {len(runs)}.")
+    return mapping, runs[0]
+
+
+def _anchor(text: str, start: int, end: int) -> int:
+    for i in range(start, end):
+        if not text[i].isspace():
+            return i
+    return start
+
+
+def build_prompt(
+    processor: Any,
+    adapter: VideoLLMAdapter,
+    config: Any,
+    video: object,
+    question: str,
+    options: Sequence[str] | None = None,
+    *,
+    answer: int | str | None = None,
+    answer_prefix: str | None = None,
+    system: str | None = None,
+    instruction: str | None = None,
+    fps: float | None = None,
+) -> VideoPrompt:
+    """Render, process and lay out one prompt. See :meth:`HookedVideoLLM.prepare`."""
+    if not isinstance(question, str) or not question.strip():
+        raise LayoutError("The question is empty; pass the question text, e.g. question='What happened first?'.")
+    if options is not None:
+        options = [str(o) for o in options]
+        if not options or any(not o.strip() for o in options):
+            raise LayoutError("Options must be a non-empty list of non-empty strings.")
+        if len(options) > len(LETTERS):
+            raise LayoutError(f"At most {len(LETTERS)} options are supported.")
+    answer_index = resolve_answer(options, answer)
+    frames = as_frames(video)
+    timestamps = video.timestamps if isinstance(video, Video) else None
+    if fps is None and isinstance(video, Video):
+        fps = video.fps
+    if fps is None and adapter.uses_time:
+        fps = adapter.default_fps
+        warnings.warn(
+            f"No frame times known: assuming the frames were sampled at {fps} fps for {adapter.family}'s "
+            "temporal positions. Pass fps= to prepare() or decode with videolens.load_video().",
+            stacklevel=3,
+        )
+
+    qtext, option_spans = question_block(question, options)
+    if instruction is None and options:
+        instruction = PAPER_INSTRUCTION
+    user = qtext + (f"\n{instruction}" if instruction else "")
+    text, spans = _assemble(_render(processor, adapter, system), system, user)
+    text += answer_prefix or ""
+
+    inputs = processor(text=[text], videos=[frames], return_tensors="pt", **adapter.processor_kwargs(fps, len(frames)))
+    inputs = dict(inputs)
+    final_ids = inputs["input_ids"][0].tolist()
+    video_id = adapter.video_token_id(config)
+    tokenizer = getattr(processor, "tokenizer", processor)
+    errors: list[LayoutError] = []
+    for add_special in (True, False):
+        enc = tokenizer(text, return_offsets_mapping=True, add_special_tokens=add_special)
+        try:
+            mapping, (v_start, v_len) = _align(enc["input_ids"], final_ids, video_id)
+            break
+        except LayoutError as exc:
+            errors.append(exc)
+    else:
+        raise errors[0]
+
+    u0 = spans["user"][0]
+    q0, q1 = u0, u0 + len(qtext)
+    opt_abs = [(u0 + a, u0 + b) for a, b in option_spans]
+    sys_span = spans.get("system")
+
+    def group_of(char: int) -> str:
+        for k, (a, b) in enumerate(opt_abs):
+            if a <= char < b:
+                return f"option({k})"
+        if q0 <= char < q1:
+            return "question_body"
+        if char >= q1:
+            return "tail"
+        if sys_span and sys_span[0] <= char < sys_span[1]:
+            return "system"
+        return "template"
+
+    seq_len = len(final_ids)
+    leaves: dict[str, list[int]] = {"template": [], "system": []}
+    for (start, end), pos in zip(enc["offset_mapping"], mapping):
+        if pos < 0:
+            continue
+        name = "template" if end <= start else group_of(_anchor(text, start, end))
+        leaves.setdefault(name, []).append(pos)
+
+    structure = adapter.video_structure(config, inputs, 0, v_len)
+    if structure.n_tokens != v_len:
+        raise LayoutError(
+            f"The adapter lays out {structure.n_tokens} video tokens but the processor produced {v_len}."
+        )
+    units: list[FrameUnit] = []
+    cursor = v_start
+    for t, ((h, w), covered) in enumerate(zip(structure.frame_grids, structure.frame_inputs)):
+        grid = np.arange(cursor, cursor + h * w).reshape(h, w)
+        cursor += h * w
+        stamp = float(timestamps[covered[0]]) if timestamps is not None and covered[0] < len(timestamps) else None
+        if stamp is None and fps:
+            stamp = covered[0] / fps
+        units.append(FrameUnit(grid, tuple(covered), stamp))
+        leaves[f"frame({t})"] = grid.reshape(-1).tolist()
+    leaves["video_extra"] = list(range(cursor, v_start + v_len))
+
+    last = seq_len - 1
+    for name in leaves:
+        if last in leaves[name]:
+            leaves[name].remove(last)
+    leaves["last"] = [last]
+    ordered = ["template", "system", *[f"frame({t})" for t in range(len(units))], "video_extra",
+               "question_body", *[f"option({k})" for k in range(len(opt_abs))], "tail", "last"]
+    leaf_arrays = {name: np.asarray(sorted(leaves.get(name, [])), dtype=np.int64) for name in ordered}
+    texts = {"question_body": qtext[: option_spans[0][0]].rstrip() if option_spans else qtext}
+    if system is not None:
+        texts["system"] = system
+    for k, (a, b) in enumerate(option_spans):
+        texts[f"option({k})"] = qtext[a:b]
+    texts["tail"] = text[q1:]
+    layout = TokenLayout(seq_len, units, leaf_arrays, answer_index, texts)
+    return VideoPrompt(inputs, text, layout, question, options, answer_index, frames, timestamps, fps)

@@ -1,0 +1,688 @@
+r"""Tiny, random-initialised video LLMs for fast, offline tests.
+
+Each builder returns a real Hugging Face model class of one of the supported
+families together with that family's *real* processor class (tokenizer, image
+processor and video processor). Only the weights and the tokenizer are fake:
+the weights are random (seeded) and the tokenizer is a small byte-level BPE
+trained in-process on an English prompt corpus. Nothing is downloaded, so the
+builders work without network access or a model hub.
+
+Video token counts for ``random_video(8)`` (any frame size is resized to the
+tiny resolution by the processor):
+
+* ``llava_next_video``: frames resized and centre-cropped to 32x32, CLIP patch 8
+  -> 4x4 patches per frame (the CLS token is dropped), average-pooled with
+  ``spatial_pool_stride=2`` -> **4 tokens per frame**, 32 ``<video>`` tokens
+  for 8 frames.
+* ``llava_onevision``: frames resized to 32x32, SigLIP patch 8 -> 4x4 patches,
+  bilinear 2x pooling -> **4 tokens per frame**, plus ONE ``image_newline``
+  token after the last frame: 8 * 4 + 1 = 33 ``<video>`` tokens.
+* ``qwen2_5_vl``: frames resized to 56x56 (``size={"shortest_edge": 3136,
+  "longest_edge": 3136}``, i.e. min = max = 56*56 pixels), patch 14 -> a 4x4
+  patch grid, ``temporal_patch_size=2`` merges pairs of frames and the 2x2
+  spatial merger gives **4 tokens per temporal unit = 2 tokens per frame**:
+  ``video_grid_thw = (4, 4, 4)`` and 16 ``<|video_pad|>`` tokens for 8 frames.
+
+Chat templates (``processor.chat_template`` == ``tokenizer.chat_template``),
+rendered for a system message plus a user turn ``[video, "Q?"]`` with
+``add_generation_prompt=True``:
+
+* ``llava_next_video`` (Vicuna style, media first):
+  ``"{system} USER: <video>\nQ? ASSISTANT:"``; finished assistant turns end in
+  ``</s>``. The tokenizer itself prepends ``<s>`` (like the Llama tokenizer).
+* ``llava_onevision`` (ChatML): ``"<|im_start|>system\n{system}<|im_end|>\n
+  <|im_start|>user\n<video>\nQ?<|im_end|>\n<|im_start|>assistant\n"``.
+* ``qwen2_5_vl`` (ChatML, media inline in content order):
+  ``"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n
+  <|vision_start|><|video_pad|><|vision_end|>Q?<|im_end|>\n
+  <|im_start|>assistant\n"``; without a system message the Qwen default
+  ``"You are a helpful assistant."`` is inserted.
+
+Content may also be a plain string. Several text items are joined with a space
+(LLaVA-NeXT-Video) or concatenated (ChatML families), as the real templates do.
+
+Padding side follows the real checkpoints: the llava-hf conversions of
+LLaVA-NeXT-Video and LLaVA-OneVision are set up for ``padding_side="left"``
+(batched generation); Qwen2.5-VL keeps the tokenizer default ``"right"`` (its
+docs recommend switching to left for batched generation). Having both sides in the test models keeps code that
+locates tokens honest about padding.
+
+Quirks found in transformers 5.23:
+
+* Qwen2.5-VL needs a frame rate to space the temporal rotary positions. With
+  plain numpy frames and no ``video_metadata``, ``VideoMetadata.sampled_fps``
+  falls back to **24 fps**, so ``second_per_grid_ts = 2 / 24`` and with
+  ``tokens_per_second=2`` the temporal position of unit ``t`` is
+  ``int(t * 0.17)``: for up to 12 frames every temporal unit gets the SAME
+  temporal position (the real models behave the same way).
+  Pass ``video_metadata=[{"fps": 2.0, "total_num_frames": T}]`` to the
+  processor call (one dict per video) to get the Qwen-usual 2 fps, i.e.
+  ``second_per_grid_ts = 1.0`` and a temporal step of 2 positions. The ``fps``
+  processor kwarg only controls frame *sampling* (``do_sample_frames``) and
+  does not change ``second_per_grid_ts``.
+* The Qwen2-VL video processor warns unless ``cap_pixels_per_frame`` is set;
+  the tiny processor sets it to ``False`` (irrelevant at 56x56).
+* The Qwen processor also returns ``mm_token_type_ids`` (0 text, 1 image,
+  2 video) and ``second_per_grid_ts``; the model needs them for 3D RoPE.
+* Non-square Qwen frames keep their aspect ratio within the 56*56 pixel budget
+  (e.g. 100x60 -> 56x28, grid (T/2, 4, 2)); square frames always give 4x4.
+* ``Qwen2_5_VLConfig`` takes ``text_config``/``vision_config`` as dicts or
+  config objects (``Qwen2_5_VLTextConfig`` with ``rope_parameters`` holding
+  ``mrope_section``; ``Qwen2_5_VLVisionConfig`` uses ``depth``/``num_heads``).
+  Flat text kwargs are only read when ``text_config`` is None.
+* In transformers 5, ``PreTrainedTokenizerFast`` is an alias of
+  ``TokenizersBackend``; ``save_pretrained`` records that class and the extra
+  named tokens (``image_token``/``video_token``) that the processors read.
+* ``from_pretrained`` picks its default attention (``"sdpa"``), not the one the
+  tiny model was built with; pass ``attn_implementation="eager"`` for
+  bit-identical logits after a round trip.
+* ``vision_feature_select_strategy="default"`` (LLaVA-NeXT-Video) drops the CLS
+  token of the CLIP tower, so the processor must be told
+  ``num_additional_image_tokens=1`` for images; videos ignore it.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tokenizers import (
+    AddedToken,
+    Tokenizer,
+    decoders,
+    models,
+    pre_tokenizers,
+    processors,
+    trainers,
+)
+from transformers import (
+    CLIPVisionConfig,
+    LlamaConfig,
+    LlavaNextImageProcessor,
+    LlavaNextVideoConfig,
+    LlavaNextVideoForConditionalGeneration,
+    LlavaNextVideoProcessor,
+    LlavaNextVideoVideoProcessor,
+    LlavaOnevisionConfig,
+    LlavaOnevisionForConditionalGeneration,
+    LlavaOnevisionImageProcessor,
+    LlavaOnevisionProcessor,
+    LlavaOnevisionVideoProcessor,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerFast,
+    ProcessorMixin,
+    Qwen2_5_VLConfig,
+    Qwen2_5_VLForConditionalGeneration,
+    Qwen2_5_VLProcessor,
+    Qwen2Config,
+    Qwen2VLImageProcessor,
+    Qwen2VLVideoProcessor,
+    SiglipVisionConfig,
+)
+
+__all__ = [
+    "SUPPORTED_TINY_FAMILIES",
+    "build_tiny_model",
+    "build_tiny_tokenizer",
+    "random_video",
+    "save_tiny_model",
+]
+
+SUPPORTED_TINY_FAMILIES: tuple[str, ...] = (
+    "llava_next_video",
+    "llava_onevision",
+    "qwen2_5_vl",
+)
+
+# --------------------------------------------------------------------------- sizes
+# LLaVA families: a 32x32 frame with patch 8 is a 4x4 patch grid, pooled to 2x2.
+_LLAVA_IMAGE_SIZE = 32
+_LLAVA_PATCH_SIZE = 8
+# Qwen2.5-VL: a 56x56 frame with patch 14 is a 4x4 grid, merged 2x2 -> 2x2 tokens.
+_QWEN_PATCH_SIZE = 14
+_QWEN_MERGE_SIZE = 2
+_QWEN_TEMPORAL_PATCH = 2
+_QWEN_FRAME_PIXELS = 56 * 56
+# Width of every tiny vision tower (independent of the text ``hidden_size``).
+_VISION_HIDDEN = 32
+_VISION_HEADS = 4
+_VISION_LAYERS = 2
+_MAX_POSITIONS = 2048
+
+# --------------------------------------------------------------------------- tokenizer
+# Upper bound only: the small corpus runs out of merges first (~570 tokens).
+_BPE_VOCAB_SIZE = 1000
+
+_CORPUS: tuple[str, ...] = (
+    "Question: What happened to the red circle in the video?",
+    "Question: Which object was moving first in the video?",
+    "Question: What colour is the square after the blue circle moves?",
+    "Question: What color was the green square before it moved left?",
+    "Question: Which direction did the yellow circle move: up, down, left or right?",
+    "Question: What happened before the red square moved right?",
+    "Question: What happened after the green circle moved down?",
+    "Question: In which frame does the blue square first appear?",
+    "Options: (A) up (B) down (C) left (D) right",
+    "Options: (A) red (B) green (C) blue (D) yellow",
+    "Options: (A) circle (B) square (C) both (D) neither",
+    "Options: (A) 1 (B) 2 (C) 3 (D) 4",
+    "Best option: (A",
+    "Best option: (B",
+    "Best option: (C",
+    "Best option: (D",
+    "Answer with the option's letter from the given choices directly.",
+    "Answer with the letter of the best option.",
+    "You are a helpful assistant that watches a video and answers questions.",
+    "Carefully watch the video and pay attention to the cause and sequence of events.",
+    "The red circle is moving up. The blue square is moving down.",
+    "The green circle moved left before the yellow square moved right.",
+    "The first frame shows a red circle on the left and a blue square on the right.",
+    "The last frame shows the yellow circle at the top and the green square at the bottom.",
+    "Frame 0, frame 1, frame 2, frame 3, frame 4, frame 5, frame 6, frame 7, frame 8, frame 9.",
+    "Count the objects: 0 1 2 3 4 5 6 7 8 9 10 11 12 16 32 64.",
+    "Is the circle bigger than the square? Yes. No. Maybe.",
+    "Which shape is moving faster, the circle or the square?",
+    "What is the colour of the object that moved last?",
+    "A B C D E. a b c d e. ( ) : . , ? ! ' \" - _ / \\ [ ] { } < > = + * # @ $ % & | ~",
+)
+
+# Special tokens per family; the BPE trainer gives them the lowest ids, in order,
+# so their ids do not move when ``vocab_words`` changes the learned vocabulary.
+_LLAVA_NEXT_VIDEO_SPECIALS = ("<unk>", "<s>", "</s>", "<pad>", "<image>", "<video>")
+_LLAVA_ONEVISION_SPECIALS = (
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<image>",
+    "<video>",
+)
+_QWEN_SPECIALS = (
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+)
+
+# --------------------------------------------------------------------------- chat templates
+# Vicuna style, media first, like llava-hf's LLaVA-NeXT-Video template:
+#   "{system} USER: <video>\n{user text} ASSISTANT:"
+_VICUNA_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{%- if message['content'] is string -%}"
+    "{%- set items = [{'type': 'text', 'text': message['content']}] -%}"
+    "{%- else -%}{%- set items = message['content'] -%}{%- endif -%}"
+    "{%- if message['role'] == 'system' -%}"
+    "{%- for item in items if item['type'] == 'text' -%}{{ item['text'] }}{%- endfor -%}"
+    "{%- else -%}"
+    "{{ ' ' if not loop.first else '' }}{{ message['role'] | upper }}{{ ': ' }}"
+    "{%- for item in items if item['type'] == 'image' -%}{{ '<image>\n' }}{%- endfor -%}"
+    "{%- for item in items if item['type'] == 'video' -%}{{ '<video>\n' }}{%- endfor -%}"
+    "{%- for item in items if item['type'] == 'text' -%}"
+    "{{ ' ' if not loop.first else '' }}{{ item['text'] }}"
+    "{%- endfor -%}"
+    "{%- if message['role'] == 'assistant' -%}{{ '</s>' }}{%- endif -%}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ ' ASSISTANT:' }}{%- endif -%}"
+)
+
+
+def _chatml_template(image_marker: str, video_marker: str, default_system: str | None) -> str:
+    """Return a ChatML Jinja template rendering media items inline, in order.
+
+    ``image_marker``/``video_marker`` are what a ``{"type": "image"}`` /
+    ``{"type": "video"}`` content item becomes; ``default_system`` (if given)
+    is inserted when the conversation has no system message, as Qwen does.
+    """
+    default_block = ""
+    if default_system is not None:
+        default_block = (
+            "{%- if messages[0]['role'] != 'system' -%}"
+            "{{ '<|im_start|>system\n" + default_system + "<|im_end|>\n' }}"
+            "{%- endif -%}"
+        )
+    return (
+        default_block + "{%- for message in messages -%}"
+        "{{ '<|im_start|>' + message['role'] + '\n' }}"
+        "{%- if message['content'] is string -%}{{ message['content'] }}"
+        "{%- else -%}"
+        "{%- for item in message['content'] -%}"
+        "{%- if item['type'] == 'image' -%}{{ '" + image_marker + "' }}"
+        "{%- elif item['type'] == 'video' -%}{{ '" + video_marker + "' }}"
+        "{%- elif item['type'] == 'text' -%}{{ item['text'] }}"
+        "{%- endif -%}"
+        "{%- endfor -%}"
+        "{%- endif -%}"
+        "{{ '<|im_end|>\n' }}"
+        "{%- endfor -%}"
+        "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\n' }}{%- endif -%}"
+    )
+
+
+_ONEVISION_TEMPLATE = _chatml_template("<image>\n", "<video>\n", default_system=None)
+_QWEN_TEMPLATE = _chatml_template(
+    "<|vision_start|><|image_pad|><|vision_end|>",
+    "<|vision_start|><|video_pad|><|vision_end|>",
+    default_system="You are a helpful assistant.",
+)
+
+
+@dataclass(frozen=True)
+class _TokenizerSpec:
+    """Which special tokens a family's tokenizer has and how it behaves."""
+
+    specials: tuple[str, ...]
+    bos: str | None
+    eos: str
+    pad: str
+    unk: str | None
+    chat_template: str
+    padding_side: str
+    extra_attributes: dict[str, str]
+
+
+_TOKENIZER_SPECS: dict[str, _TokenizerSpec] = {
+    "llava_next_video": _TokenizerSpec(
+        specials=_LLAVA_NEXT_VIDEO_SPECIALS,
+        bos="<s>",
+        eos="</s>",
+        pad="<pad>",
+        unk="<unk>",
+        chat_template=_VICUNA_TEMPLATE,
+        padding_side="left",
+        extra_attributes={"image_token": "<image>", "video_token": "<video>"},
+    ),
+    "llava_onevision": _TokenizerSpec(
+        specials=_LLAVA_ONEVISION_SPECIALS,
+        bos=None,
+        eos="<|im_end|>",
+        pad="<|endoftext|>",
+        unk=None,
+        chat_template=_ONEVISION_TEMPLATE,
+        padding_side="left",
+        extra_attributes={"image_token": "<image>", "video_token": "<video>"},
+    ),
+    "qwen2_5_vl": _TokenizerSpec(
+        specials=_QWEN_SPECIALS,
+        bos=None,
+        eos="<|im_end|>",
+        pad="<|endoftext|>",
+        unk=None,
+        chat_template=_QWEN_TEMPLATE,
+        padding_side="right",
+        extra_attributes={
+            "image_token": "<|image_pad|>",
+            "video_token": "<|video_pad|>",
+        },
+    ),
+}
+
+
+def _check_family(family: str) -> None:
+    """Raise ``ValueError`` naming the supported families if ``family`` is unknown."""
+    if family not in SUPPORTED_TINY_FAMILIES:
+        raise ValueError(f"Unknown tiny family {family!r}; supported: {', '.join(SUPPORTED_TINY_FAMILIES)}")
+
+
+@functools.lru_cache(maxsize=32)
+def _train_tokenizer_json(family: str, words: tuple[str, ...]) -> str:
+    """Train the family's byte-level BPE once and return it serialised as JSON.
+
+    Cached because training dominates tokenizer construction; callers rebuild a
+    fresh ``Tokenizer`` from the string so nobody shares mutable state.
+    """
+    spec = _TOKENIZER_SPECS[family]
+    tokenizer = Tokenizer(models.BPE(unk_token=None))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=_BPE_VOCAB_SIZE,
+        min_frequency=1,
+        special_tokens=[AddedToken(tok, special=True, normalized=False) for tok in spec.specials],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    corpus = list(_CORPUS)
+    # Each extra word appears both sentence-initially and after a space, since
+    # byte-level BPE treats "word" and " word" as different tokens.
+    for word in words:
+        corpus.extend([word, f"The {word} is here.", f"Best option: {word}"])
+    tokenizer.train_from_iterator(corpus, trainer=trainer)
+    byte_level = processors.ByteLevel(trim_offsets=False)
+    if spec.bos is not None:
+        bos_id = tokenizer.token_to_id(spec.bos)
+        template = processors.TemplateProcessing(
+            single=f"{spec.bos} $A",
+            pair=f"{spec.bos} $A {spec.bos} $B",
+            special_tokens=[(spec.bos, bos_id)],
+        )
+        tokenizer.post_processor = processors.Sequence([byte_level, template])
+    else:
+        tokenizer.post_processor = byte_level
+    return tokenizer.to_str()
+
+
+def build_tiny_tokenizer(family: str, words: Sequence[str] | None = None) -> PreTrainedTokenizerFast:
+    """Return a small fast BPE tokenizer with ``family``'s special tokens and chat template.
+
+    The tokenizer is byte-level (any text encodes, no ``<unk>`` in practice),
+    supports ``return_offsets_mapping=True``, and has a vocabulary of a few
+    hundred entries. ``words`` are added to the training corpus so that they
+    tend to become single tokens (useful for answer-letter / keyword tests).
+    """
+    _check_family(family)
+    spec = _TOKENIZER_SPECS[family]
+    backend = Tokenizer.from_str(_train_tokenizer_json(family, tuple(words or ())))
+    special_kwargs = {
+        name: value
+        for name, value in (
+            ("bos_token", spec.bos),
+            ("eos_token", spec.eos),
+            ("pad_token", spec.pad),
+            ("unk_token", spec.unk),
+        )
+        if value is not None
+    }
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        padding_side=spec.padding_side,
+        chat_template=spec.chat_template,
+        extra_special_tokens=dict(spec.extra_attributes),
+        model_max_length=_MAX_POSITIONS,
+        **special_kwargs,
+    )
+    return tokenizer
+
+
+# --------------------------------------------------------------------------- configs
+@dataclass(frozen=True)
+class _TextDims:
+    """Text-tower hyper-parameters shared by all families."""
+
+    num_layers: int
+    hidden_size: int
+    num_heads: int
+    num_kv_heads: int
+    vocab_size: int
+
+    @property
+    def intermediate_size(self) -> int:
+        """MLP width: a conventional 2x hidden size keeps the model tiny."""
+        return 2 * self.hidden_size
+
+    def common_kwargs(self) -> dict[str, int | float]:
+        """Keyword arguments understood by every decoder config used here."""
+        return {
+            "vocab_size": self.vocab_size,
+            "hidden_size": self.hidden_size,
+            "intermediate_size": self.intermediate_size,
+            "num_hidden_layers": self.num_layers,
+            "num_attention_heads": self.num_heads,
+            "num_key_value_heads": self.num_kv_heads,
+            "max_position_embeddings": _MAX_POSITIONS,
+        }
+
+
+def _token_ids(tokenizer: PreTrainedTokenizerFast) -> dict[str, int | None]:
+    """Return the bos/eos/pad ids of ``tokenizer`` for the text config."""
+    return {
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+
+
+def _tiny_grid_pinpoints() -> list[list[int]]:
+    """Any-resolution grid for still images, scaled down to the tiny tile size."""
+    s = _LLAVA_IMAGE_SIZE
+    return [[s, s], [s, 2 * s], [2 * s, s], [2 * s, 2 * s]]
+
+
+def _llava_next_video_config(dims: _TextDims, tokenizer: PreTrainedTokenizerFast) -> LlavaNextVideoConfig:
+    """CLIP vision tower + Llama text tower, wired to the tiny tokenizer's ids."""
+    vision = CLIPVisionConfig(
+        hidden_size=_VISION_HIDDEN,
+        intermediate_size=2 * _VISION_HIDDEN,
+        num_hidden_layers=_VISION_LAYERS,
+        num_attention_heads=_VISION_HEADS,
+        image_size=_LLAVA_IMAGE_SIZE,
+        patch_size=_LLAVA_PATCH_SIZE,
+        projection_dim=_VISION_HIDDEN,
+    )
+    text = LlamaConfig(**dims.common_kwargs(), **_token_ids(tokenizer), tie_word_embeddings=False)
+    patches = (_LLAVA_IMAGE_SIZE // _LLAVA_PATCH_SIZE) ** 2
+    return LlavaNextVideoConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        video_token_index=tokenizer.convert_tokens_to_ids("<video>"),
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-2,
+        image_grid_pinpoints=_tiny_grid_pinpoints(),
+        spatial_pool_mode="average",
+        spatial_pool_stride=2,
+        image_seq_length=patches,
+        video_seq_length=patches // 4,
+    )
+
+
+def _llava_onevision_config(dims: _TextDims, tokenizer: PreTrainedTokenizerFast) -> LlavaOnevisionConfig:
+    """SigLIP vision tower + Qwen2 text tower, wired to the tiny tokenizer's ids."""
+    vision = SiglipVisionConfig(
+        hidden_size=_VISION_HIDDEN,
+        intermediate_size=2 * _VISION_HIDDEN,
+        num_hidden_layers=_VISION_LAYERS,
+        num_attention_heads=_VISION_HEADS,
+        image_size=_LLAVA_IMAGE_SIZE,
+        patch_size=_LLAVA_PATCH_SIZE,
+        vision_use_head=False,
+    )
+    text = Qwen2Config(**dims.common_kwargs(), **_token_ids(tokenizer), tie_word_embeddings=False)
+    return LlavaOnevisionConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        video_token_index=tokenizer.convert_tokens_to_ids("<video>"),
+        vision_feature_select_strategy="full",
+        vision_feature_layer=-1,
+        image_grid_pinpoints=_tiny_grid_pinpoints(),
+        vision_aspect_ratio="anyres_max_9",
+    )
+
+
+def _mrope_section(head_dim: int) -> list[int]:
+    """Split the rotary half-dimension into (temporal, height, width) parts.
+
+    Mirrors the real 1/4, 3/8, 3/8 split ([16, 24, 24] for head_dim 128).
+    """
+    half = head_dim // 2
+    temporal = max(1, half // 4)
+    height = (half - temporal) // 2
+    return [temporal, height, half - temporal - height]
+
+
+def _qwen2_5_vl_config(dims: _TextDims, tokenizer: PreTrainedTokenizerFast) -> Qwen2_5_VLConfig:
+    """Qwen2.5-VL vision tower (window attention, 2x2 merger) + Qwen2.5-VL text tower."""
+    head_dim = dims.hidden_size // dims.num_heads
+    vision = {
+        "depth": _VISION_LAYERS,
+        "hidden_size": _VISION_HIDDEN,
+        "intermediate_size": 2 * _VISION_HIDDEN,
+        "num_heads": _VISION_HEADS,
+        "patch_size": _QWEN_PATCH_SIZE,
+        "spatial_merge_size": _QWEN_MERGE_SIZE,
+        "temporal_patch_size": _QWEN_TEMPORAL_PATCH,
+        "tokens_per_second": 2,
+        "window_size": 112,
+        "out_hidden_size": dims.hidden_size,
+        "fullatt_block_indexes": [_VISION_LAYERS - 1],
+    }
+    text = {
+        "model_type": "qwen2_5_vl_text",
+        **dims.common_kwargs(),
+        **_token_ids(tokenizer),
+        "rope_parameters": {
+            "rope_type": "default",
+            "rope_theta": 1_000_000.0,
+            "mrope_section": _mrope_section(head_dim),
+        },
+    }
+    return Qwen2_5_VLConfig(
+        text_config=text,
+        vision_config=vision,
+        image_token_id=tokenizer.convert_tokens_to_ids("<|image_pad|>"),
+        video_token_id=tokenizer.convert_tokens_to_ids("<|video_pad|>"),
+        vision_start_token_id=tokenizer.convert_tokens_to_ids("<|vision_start|>"),
+        vision_end_token_id=tokenizer.convert_tokens_to_ids("<|vision_end|>"),
+        tie_word_embeddings=False,
+    )
+
+
+# --------------------------------------------------------------------------- processors
+def _llava_next_video_processor(
+    tokenizer: PreTrainedTokenizerFast,
+) -> LlavaNextVideoProcessor:
+    """Real LLaVA-NeXT-Video processor resizing/cropping every frame to the tiny size."""
+    size = _LLAVA_IMAGE_SIZE
+    common = {
+        "size": {"shortest_edge": size},
+        "crop_size": {"height": size, "width": size},
+    }
+    return LlavaNextVideoProcessor(
+        video_processor=LlavaNextVideoVideoProcessor(**common),
+        image_processor=LlavaNextImageProcessor(**common, image_grid_pinpoints=_tiny_grid_pinpoints()),
+        tokenizer=tokenizer,
+        chat_template=tokenizer.chat_template,
+        patch_size=_LLAVA_PATCH_SIZE,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+    )
+
+
+def _llava_onevision_processor(
+    tokenizer: PreTrainedTokenizerFast,
+) -> LlavaOnevisionProcessor:
+    """Real LLaVA-OneVision processor resizing every frame to the tiny square size."""
+    size = {"height": _LLAVA_IMAGE_SIZE, "width": _LLAVA_IMAGE_SIZE}
+    return LlavaOnevisionProcessor(
+        image_processor=LlavaOnevisionImageProcessor(size=size, image_grid_pinpoints=_tiny_grid_pinpoints()),
+        tokenizer=tokenizer,
+        video_processor=LlavaOnevisionVideoProcessor(size=size),
+        num_image_tokens=(_LLAVA_IMAGE_SIZE // _LLAVA_PATCH_SIZE) ** 2,
+        vision_feature_select_strategy="full",
+        chat_template=tokenizer.chat_template,
+        vision_aspect_ratio="anyres_max_9",
+    )
+
+
+def _qwen2_5_vl_processor(tokenizer: PreTrainedTokenizerFast) -> Qwen2_5_VLProcessor:
+    """Real Qwen2.5-VL processor pinning every frame to 56x56 pixels (min = max)."""
+    size = {"shortest_edge": _QWEN_FRAME_PIXELS, "longest_edge": _QWEN_FRAME_PIXELS}
+    shared = {
+        "size": size,
+        "patch_size": _QWEN_PATCH_SIZE,
+        "merge_size": _QWEN_MERGE_SIZE,
+        "temporal_patch_size": _QWEN_TEMPORAL_PATCH,
+    }
+    return Qwen2_5_VLProcessor(
+        image_processor=Qwen2VLImageProcessor(**shared),
+        tokenizer=tokenizer,
+        video_processor=Qwen2VLVideoProcessor(**shared, cap_pixels_per_frame=False),
+        chat_template=tokenizer.chat_template,
+    )
+
+
+@dataclass(frozen=True)
+class _FamilyBuilders:
+    """The three family-specific pieces: config, model class and processor."""
+
+    config: Callable[[_TextDims, PreTrainedTokenizerFast], PretrainedConfig]
+    model_class: type[PreTrainedModel]
+    processor: Callable[[PreTrainedTokenizerFast], ProcessorMixin]
+
+
+_FAMILIES: dict[str, _FamilyBuilders] = {
+    "llava_next_video": _FamilyBuilders(
+        _llava_next_video_config,
+        LlavaNextVideoForConditionalGeneration,
+        _llava_next_video_processor,
+    ),
+    "llava_onevision": _FamilyBuilders(
+        _llava_onevision_config,
+        LlavaOnevisionForConditionalGeneration,
+        _llava_onevision_processor,
+    ),
+    "qwen2_5_vl": _FamilyBuilders(_qwen2_5_vl_config, Qwen2_5_VLForConditionalGeneration, _qwen2_5_vl_processor),
+}
+
+
+# --------------------------------------------------------------------------- public API
+def build_tiny_model(
+    family: str,
+    *,
+    seed: int = 0,
+    attn_implementation: str = "eager",
+    num_layers: int = 2,
+    hidden_size: int = 64,
+    num_heads: int = 4,
+    num_kv_heads: int = 2,
+    vocab_words: Sequence[str] | None = None,
+) -> tuple[PreTrainedModel, ProcessorMixin]:
+    """Return (hf_model in eval mode, fp32, on CPU, processor).
+
+    The model is the family's real ``*ForConditionalGeneration`` class with a
+    tiny random vision tower and a ``num_layers``-layer text tower using grouped
+    query attention (``num_kv_heads`` key/value heads). Weights depend only on
+    ``seed`` (and the size arguments), so equal seeds give identical models.
+    ``attn_implementation`` ("eager" or "sdpa") applies to text and vision towers.
+    The processor is the family's real processor class around
+    :func:`build_tiny_tokenizer` (extended with ``vocab_words``); the text
+    vocabulary size equals ``len(tokenizer)`` and every image/video/vision
+    special-token id in the config is taken from that tokenizer.
+
+    Raises:
+        ValueError: for an unknown ``family`` or inconsistent head counts.
+    """
+    _check_family(family)
+    if hidden_size % num_heads or num_heads % num_kv_heads:
+        raise ValueError("hidden_size must be divisible by num_heads, and num_heads by num_kv_heads")
+    builders = _FAMILIES[family]
+    tokenizer = build_tiny_tokenizer(family, vocab_words)
+    dims = _TextDims(num_layers, hidden_size, num_heads, num_kv_heads, vocab_size=len(tokenizer))
+    config = builders.config(dims, tokenizer)
+    config._attn_implementation = attn_implementation  # propagates to sub-configs
+    # Seed inside a forked RNG so building a model leaves global RNG state alone.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = builders.model_class(config)
+    model = model.to(dtype=torch.float32).eval()
+    return model, builders.processor(tokenizer)
+
+
+def save_tiny_model(family: str, folder: str | Path, **kwargs: object) -> Path:
+    """Build a tiny model and ``save_pretrained`` model + processor into ``folder``.
+
+    ``kwargs`` are forwarded to :func:`build_tiny_model`. The folder then loads
+    offline with ``AutoModelForImageTextToText.from_pretrained(folder)`` and
+    ``AutoProcessor.from_pretrained(folder)``. Returns the folder as a ``Path``.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model, processor = build_tiny_model(family, **kwargs)  # type: ignore[arg-type]
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+def random_video(num_frames: int = 8, height: int = 48, width: int = 48, seed: int = 0) -> np.ndarray:
+    """Return a reproducible random RGB video of shape (T, H, W, 3), dtype uint8."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, size=(num_frames, height, width, 3), dtype=np.uint8)
