@@ -102,7 +102,9 @@ class MLPHooks(nn.Module):
 class AttentionHooks(nn.Module):
     """Hook points of one attention layer plus TransformerLens-style weight views."""
 
-    def __init__(self, hf_attn: nn.Module, adapter: VideoLLMAdapter, n_heads: int, n_kv_heads: int, d_head: int) -> None:
+    def __init__(
+        self, hf_attn: nn.Module, adapter: VideoLLMAdapter, n_heads: int, n_kv_heads: int, d_head: int
+    ) -> None:
         super().__init__()
         object.__setattr__(self, "_hf", hf_attn)
         object.__setattr__(self, "_adapter", adapter)
@@ -139,7 +141,9 @@ class AttentionHooks(nn.Module):
 class HookedBlock(nn.Module):
     """One decoder layer: HF's own norms, attention and MLP, composed pre-norm, with hooks."""
 
-    def __init__(self, hf_layer: nn.Module, adapter: VideoLLMAdapter, n_heads: int, n_kv_heads: int, d_head: int) -> None:
+    def __init__(
+        self, hf_layer: nn.Module, adapter: VideoLLMAdapter, n_heads: int, n_kv_heads: int, d_head: int
+    ) -> None:
         super().__init__()
         object.__setattr__(self, "_hf", hf_layer)
         object.__setattr__(self, "_adapter", adapter)
@@ -215,9 +219,17 @@ class HookedVideoLLM(HookedRootModule):
         d_head = getattr(tc, "head_dim", None) or tc.hidden_size // n_heads
         param = next(hf_model.parameters())
         self.cfg = VideoLLMConfig(
-            n_layers=len(layers), n_heads=n_heads, n_kv_heads=n_kv, d_model=tc.hidden_size, d_head=d_head,
-            d_vocab=self._lm_head.weight.shape[0], family=a.family, architecture=type(hf_model).__name__,
-            dtype=param.dtype, device=param.device, video_token_id=a.video_token_id(hf_model.config),
+            n_layers=len(layers),
+            n_heads=n_heads,
+            n_kv_heads=n_kv,
+            d_model=tc.hidden_size,
+            d_head=d_head,
+            d_vocab=self._lm_head.weight.shape[0],
+            family=a.family,
+            architecture=type(hf_model).__name__,
+            dtype=param.dtype,
+            device=param.device,
+            video_token_id=a.video_token_id(hf_model.config),
         )
         self.hook_embed = HookPoint()  # (batch, pos, d_model) token embeddings, before video splicing
         self.hook_video_embeds = HookPoint()  # (batch, video_pos, d_model) projected video features
@@ -334,8 +346,17 @@ class HookedVideoLLM(HookedRootModule):
             fps: the frames' sampling rate, for families whose positions use time.
         """
         return build_prompt(
-            self.processor, self.adapter, self.hf_model.config, video, question, options,
-            answer=answer, answer_prefix=answer_prefix, system=system, instruction=instruction, fps=fps,
+            self.processor,
+            self.adapter,
+            self.hf_model.config,
+            video,
+            question,
+            options,
+            answer=answer,
+            answer_prefix=answer_prefix,
+            system=system,
+            instruction=instruction,
+            fps=fps,
         )
 
     def batch(self, prompts: PromptLike) -> PromptBatch:
@@ -373,7 +394,9 @@ class HookedVideoLLM(HookedRootModule):
                 for block in self.blocks:
                     proj = getattr(getattr(block.hf_layer, a.mlp), a.mlp_out_proj)
                     hook = block.mlp.hook_post
-                    handles.append(proj.register_forward_pre_hook(lambda _m, args, hook=hook: (hook(args[0]), *args[1:])))
+                    handles.append(
+                        proj.register_forward_pre_hook(lambda _m, args, hook=hook: (hook(args[0]), *args[1:]))
+                    )
             yield
         finally:
             for handle in handles:
@@ -467,7 +490,9 @@ class HookedVideoLLM(HookedRootModule):
             resid = self.blocks[layer](resid, call, position_embeddings)
         return resid
 
-    def unembed(self, resid: Float[torch.Tensor, "... d_model"], apply_ln: bool = True) -> Float[torch.Tensor, "... d_vocab"]:
+    def unembed(
+        self, resid: Float[torch.Tensor, "... d_model"], apply_ln: bool = True
+    ) -> Float[torch.Tensor, "... d_vocab"]:
         """Final norm (optional; hooked as ``ln_final.hook_normalized``) then the unembedding."""
         if apply_ln:
             resid = self.ln_final.hook_normalized(getattr(self._lm, self.adapter.final_norm)(resid))
@@ -503,7 +528,9 @@ class HookedVideoLLM(HookedRootModule):
         stop = self._check_layer(stop_at_layer, "stop_at_layer")
         stop = self.cfg.n_layers if stop is None else stop
         if (residual is None) != (start_at_layer is None):
-            raise VideoLensError("Pass residual= together with start_at_layer= (the residual stream entering that layer).")
+            raise VideoLensError(
+                "Pass residual= together with start_at_layer= (the residual stream entering that layer)."
+            )
         with self._driving():
             lm_in = self.lm_inputs(batch)
             base, per_layer, _ = self._allowed(batch, interventions)
@@ -528,7 +555,9 @@ class HookedVideoLLM(HookedRootModule):
                 continue
             m = re.match(r"blocks\.(-?\d+)\.", name)
             if m and not 0 <= int(m.group(1)) < self.cfg.n_layers:
-                raise LayerRangeError(f"Hook {name!r} names layer {m.group(1)}; the model has layers 0..{self.cfg.n_layers - 1}.")
+                raise LayerRangeError(
+                    f"Hook {name!r} names layer {m.group(1)}; the model has layers 0..{self.cfg.n_layers - 1}."
+                )
             close = difflib.get_close_matches(name, list(self.hook_dict), n=3)
             hint = f" Did you mean {', '.join(close)}?" if close else " See docs/hooks.md for the names."
             raise VideoLensError(f"Unknown hook name {name!r}.{hint}")
@@ -540,14 +569,27 @@ class HookedVideoLLM(HookedRootModule):
         with super().hooks(list(fwd_hooks), list(bwd_hooks), reset_hooks_end, clear_contexts) as model:
             yield model
 
-    def run_with_hooks(self, *model_args: Any, fwd_hooks=(), bwd_hooks=(), reset_hooks_end: bool = True,
-                       clear_contexts: bool = False, **model_kwargs: Any) -> Any:
+    def run_with_hooks(
+        self,
+        *model_args: Any,
+        fwd_hooks=(),
+        bwd_hooks=(),
+        reset_hooks_end: bool = True,
+        clear_contexts: bool = False,
+        **model_kwargs: Any,
+    ) -> Any:
         """Run :meth:`forward` with temporary hooks ``[(name or filter, fn(tensor, hook))]``."""
         with self.hooks(fwd_hooks, bwd_hooks, reset_hooks_end, clear_contexts):
             return self.forward(*model_args, **model_kwargs)
 
-    def run_with_cache(self, *model_args: Any, names_filter: Any = None, device: Any = None,
-                       remove_batch_dim: bool = False, **model_kwargs: Any) -> tuple[Any, ActivationCache]:
+    def run_with_cache(
+        self,
+        *model_args: Any,
+        names_filter: Any = None,
+        device: Any = None,
+        remove_batch_dim: bool = False,
+        **model_kwargs: Any,
+    ) -> tuple[Any, ActivationCache]:
         """Run :meth:`forward` and cache activations.
 
         Args:
@@ -630,7 +672,9 @@ class HookedVideoLLM(HookedRootModule):
         return texts[0] if isinstance(prompt, VideoPrompt) else texts
 
     @staticmethod
-    def _pick(logits: torch.Tensor, do_sample: bool, temperature: float, top_k: int | None, generator: Any) -> torch.Tensor:
+    def _pick(
+        logits: torch.Tensor, do_sample: bool, temperature: float, top_k: int | None, generator: Any
+    ) -> torch.Tensor:
         if not do_sample:
             return logits.argmax(-1)
         logits = logits.float() / max(temperature, 1e-6)
@@ -645,5 +689,7 @@ class HookedVideoLLM(HookedRootModule):
 
     def __repr__(self) -> str:
         c = self.cfg
-        return (f"HookedVideoLLM({c.architecture}: {c.n_layers} layers, {c.n_heads} heads "
-                f"({c.n_kv_heads} kv), d_model={c.d_model}, d_vocab={c.d_vocab}, {c.dtype}, {c.device})")
+        return (
+            f"HookedVideoLLM({c.architecture}: {c.n_layers} layers, {c.n_heads} heads "
+            f"({c.n_kv_heads} kv), d_model={c.d_model}, d_vocab={c.d_vocab}, {c.dtype}, {c.device})"
+        )

@@ -82,7 +82,9 @@ class EdgeKnockout:
         object.__setattr__(self, "parts", (_make_part(edges, self.layers, self.heads, label),))
 
     @classmethod
-    def from_edges(cls, edges: EdgeFn, layers: Iterable[int], heads: Iterable[int] | None = None, label: str = "custom") -> EdgeKnockout:
+    def from_edges(
+        cls, edges: EdgeFn, layers: Iterable[int], heads: Iterable[int] | None = None, label: str = "custom"
+    ) -> EdgeKnockout:
         """A knockout from a function that lists ``(src_positions, dst_positions)`` pairs for a layout."""
         return cls(parts=(_make_part(edges, layers, heads, label),))
 
@@ -109,7 +111,9 @@ class EdgeKnockout:
         return tuple(sorted({layer for part in self.parts for layer in part.layers}))
 
     def __repr__(self) -> str:
-        inner = "; ".join(f"{p.label} @ layers {_span(p.layers)}" + (f" heads {list(p.heads)}" if p.heads else "") for p in self.parts)
+        inner = "; ".join(
+            f"{p.label} @ layers {_span(p.layers)}" + (f" heads {list(p.heads)}" if p.heads else "") for p in self.parts
+        )
         return f"EdgeKnockout({inner})"
 
 
@@ -183,7 +187,9 @@ def blocked_masks(
             continue
         if key not in by_key:
             per_head = any(parts[i].heads is not None for i in key)
-            mask = torch.zeros(len(layouts), n_heads if per_head else 1, seq_len, seq_len, dtype=torch.bool, device=device)
+            mask = torch.zeros(
+                len(layouts), n_heads if per_head else 1, seq_len, seq_len, dtype=torch.bool, device=device
+            )
             for i in key:
                 heads = parts[i].heads if per_head and parts[i].heads is not None else range(mask.shape[1])
                 for b, pairs in enumerate(edge_cache[i]):

@@ -103,7 +103,9 @@ class TokenLayout:
     def frame(self, t: int) -> Int[torch.Tensor, " pos"]:
         """Positions of the model's t-th temporal unit (negative t counts from the end)."""
         if not -self.n_frames <= t < self.n_frames:
-            raise GroupError(f"frame({t}) does not exist: the video has {self.n_frames} frames (0..{self.n_frames - 1}).")
+            raise GroupError(
+                f"frame({t}) does not exist: the video has {self.n_frames} frames (0..{self.n_frames - 1})."
+            )
         return torch.as_tensor(self.frames[t].positions, dtype=torch.long)
 
     def option(self, k: int | str) -> Int[torch.Tensor, " pos"]:

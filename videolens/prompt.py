@@ -114,9 +114,7 @@ def collate(prompts: Sequence[VideoPrompt], pad_token_id: int) -> PromptBatch:
             continue
         if key in TOKEN_LEVEL_KEYS:
             fill = pad_token_id if key == "input_ids" else 0
-            inputs[key] = torch.cat(
-                [torch.nn.functional.pad(v, (seq_len - v.shape[1], 0), value=fill) for v in values]
-            )
+            inputs[key] = torch.cat([torch.nn.functional.pad(v, (seq_len - v.shape[1], 0), value=fill) for v in values])
         else:
             shapes = {tuple(v.shape[1:]) for v in values}
             if len(shapes) > 1:
@@ -318,9 +316,7 @@ def build_prompt(
 
     structure = adapter.video_structure(config, inputs, 0, v_len)
     if structure.n_tokens != v_len:
-        raise LayoutError(
-            f"The adapter lays out {structure.n_tokens} video tokens but the processor produced {v_len}."
-        )
+        raise LayoutError(f"The adapter lays out {structure.n_tokens} video tokens but the processor produced {v_len}.")
     units: list[FrameUnit] = []
     cursor = v_start
     for t, ((h, w), covered) in enumerate(zip(structure.frame_grids, structure.frame_inputs)):
@@ -338,8 +334,16 @@ def build_prompt(
         if last in leaves[name]:
             leaves[name].remove(last)
     leaves["last"] = [last]
-    ordered = ["template", "system", *[f"frame({t})" for t in range(len(units))], "video_extra",
-               "question_body", *[f"option({k})" for k in range(len(opt_abs))], "tail", "last"]
+    ordered = [
+        "template",
+        "system",
+        *[f"frame({t})" for t in range(len(units))],
+        "video_extra",
+        "question_body",
+        *[f"option({k})" for k in range(len(opt_abs))],
+        "tail",
+        "last",
+    ]
     leaf_arrays = {name: np.asarray(sorted(leaves.get(name, [])), dtype=np.int64) for name in ordered}
     texts = {"question_body": qtext[: option_spans[0][0]].rstrip() if option_spans else qtext}
     if system is not None:

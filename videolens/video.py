@@ -63,8 +63,7 @@ def sample_indices(
         raise VideoDecodeError(f"num_frames must be at least 1, got {num_frames}.")
     if end <= start:
         raise VideoDecodeError(
-            f"The frame range [{start}, {end}) is empty (the video has {total} frames); "
-            "check start/end."
+            f"The frame range [{start}, {end}) is empty (the video has {total} frames); check start/end."
         )
     length = end - start
     if sampling == "uniform":
@@ -139,9 +138,7 @@ def as_frames(video: object) -> UInt8[np.ndarray, "frame height width 3"]:
     if isinstance(video, Video):
         arr = video.frames
     elif isinstance(video, (str, os.PathLike)):
-        raise VideoDecodeError(
-            f"Got a path ({video}); decode it first with videolens.load_video(path, num_frames=8)."
-        )
+        raise VideoDecodeError(f"Got a path ({video}); decode it first with videolens.load_video(path, num_frames=8).")
     elif isinstance(video, torch.Tensor):
         arr = video.detach().cpu().numpy()
     elif isinstance(video, np.ndarray):

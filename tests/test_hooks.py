@@ -1,0 +1,145 @@
+"""Every hook fires with the right shape, reads the true value, and edits change the output."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import FAMILIES, make_prompt, tiny
+from test_parity import ours_left_on
+
+
+def expected_shape(name: str, model, prompt) -> tuple[int, ...]:
+    c, n = model.cfg, prompt.seq_len
+    n_video = len(prompt.layout["video"])
+    d_mlp = model.blocks[0].hf_layer.mlp.down_proj.in_features
+    table = {
+        "hook_embed": (1, n, c.d_model),
+        "hook_video_embeds": (1, n_video, c.d_model),
+        "attn.hook_q": (1, n, c.n_heads, c.d_head),
+        "attn.hook_k": (1, n, c.n_kv_heads, c.d_head),
+        "attn.hook_v": (1, n, c.n_kv_heads, c.d_head),
+        "attn.hook_z": (1, n, c.n_heads, c.d_head),
+        "attn.hook_attn_scores": (1, c.n_heads, n, n),
+        "attn.hook_pattern": (1, c.n_heads, n, n),
+        "mlp.hook_post": (1, n, d_mlp),
+    }
+    for suffix, shape in table.items():
+        if name.endswith(suffix):
+            return shape
+    return (1, n, c.d_model)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_hook_fires_with_its_shape(family):
+    model = tiny(family)
+    prompt = make_prompt(model)
+    with torch.no_grad():
+        _, cache = model.run_with_cache(prompt)
+    assert set(cache.keys()) == set(model.hook_dict)
+    expected_names = {"hook_embed", "hook_video_embeds", "ln_final.hook_normalized"}
+    for layer in range(model.cfg.n_layers):
+        for suffix in (
+            "hook_resid_pre",
+            "ln1.hook_normalized",
+            "attn.hook_q",
+            "attn.hook_k",
+            "attn.hook_v",
+            "attn.hook_attn_scores",
+            "attn.hook_pattern",
+            "attn.hook_z",
+            "hook_attn_out",
+            "hook_resid_mid",
+            "ln2.hook_normalized",
+            "mlp.hook_post",
+            "hook_mlp_out",
+            "hook_resid_post",
+        ):
+            expected_names.add(f"blocks.{layer}.{suffix}")
+    assert expected_names <= set(cache.keys())
+    for name in cache.keys():
+        assert tuple(cache[name].shape) == expected_shape(name, model, prompt), name
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_hooks_read_the_true_values(family):
+    model = tiny(family)
+    prompt = make_prompt(model)
+    with torch.no_grad():
+        logits, cache = model.run_with_cache(prompt, device="cpu")
+        ref = model.hf_model(**prompt.inputs, output_hidden_states=True, output_attentions=True)
+    last = model.cfg.n_layers - 1
+    # the residual stream entering each layer is HF's hidden state
+    for layer in range(model.cfg.n_layers):
+        assert torch.allclose(cache[f"blocks.{layer}.hook_resid_pre"], ref.hidden_states[layer], atol=1e-5)
+    # the attention pattern is HF's eager attention weights
+    for layer in range(model.cfg.n_layers):
+        assert torch.allclose(cache[f"blocks.{layer}.attn.hook_pattern"], ref.attentions[layer], atol=1e-5)
+    # the final residual stream, normed and unembedded, gives the logits
+    assert torch.allclose(model.unembed(cache[f"blocks.{last}.hook_resid_post"]), logits, atol=1e-5)
+    # the video embeddings are what the HF model spliced in
+    video = model.hf_model.model.get_video_features(
+        **{k: v for k, v in prompt.inputs.items() if k in ("pixel_values_videos", "video_grid_thw")}, return_dict=True
+    ).pooler_output
+    video = torch.cat([v.reshape(-1, model.cfg.d_model) for v in video])
+    assert torch.allclose(cache["hook_video_embeds"][0], video, atol=1e-6)
+
+
+def _edit(name: str):
+    gen = torch.Generator().manual_seed(0)
+
+    def fn(x, hook):
+        if name.endswith("hook_pattern"):
+            return x * 0.5
+        if name.endswith("hook_attn_scores"):
+            return x + torch.randn(x.shape, generator=gen) * 3.0
+        return x + torch.randn(x.shape, generator=gen) * x.std().clamp_min(1.0)
+
+    return fn
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_an_edit_at_every_hook_changes_the_logits(family):
+    model = tiny(family)
+    prompt = make_prompt(model)
+    with torch.no_grad():
+        clean = model(prompt)
+        for name in model.hook_dict:
+            edited = model.run_with_hooks(prompt, fwd_hooks=[(name, _edit(name))])
+            assert (edited - clean).abs().max().item() > 1e-3, f"edit at {name} did not change the logits"
+
+
+def test_hooks_are_removed_after_an_exception():
+    model = tiny("qwen2_5_vl")
+    prompt = make_prompt(model)
+
+    def boom(x, hook):
+        raise RuntimeError("boom")
+
+    impl = model.hf_model.config.text_config._attn_implementation
+    with pytest.raises(RuntimeError, match="boom"):
+        model.run_with_hooks(prompt, fwd_hooks=[("blocks.1.mlp.hook_post", boom)])
+    assert not any(hp.fwd_hooks for hp in model.hook_dict.values())
+    assert not ours_left_on(model.hf_model)
+    assert model.hf_model.config.text_config._attn_implementation == impl
+    with torch.no_grad():
+        assert torch.allclose(model(prompt), model.hf_model(**prompt.inputs).logits, atol=1e-5)
+
+
+def test_hooks_context_manager_and_generation_with_hooks():
+    model = tiny("llava_next_video")
+    prompt = make_prompt(model)
+    seen = []
+    with model.hooks(fwd_hooks=[("blocks.0.hook_resid_post", lambda x, hook: seen.append(x.shape[1]))]):
+        model.generate(prompt, max_new_tokens=3, stop_at_eos=False)
+    assert seen[0] == prompt.seq_len and seen[1:] == [1, 1]
+    assert not model.hook_dict["blocks.0.hook_resid_post"].fwd_hooks
+
+
+def test_weight_views_share_storage():
+    model = tiny("llava_onevision")
+    attn = model.blocks[0].attn
+    q_proj = model.blocks[0].hf_layer.self_attn.q_proj
+    assert attn.W_Q.shape == (model.cfg.n_heads, model.cfg.d_model, model.cfg.d_head)
+    assert attn.W_Q.data_ptr() == q_proj.weight.data_ptr()
+    assert attn.W_O.shape == (model.cfg.n_heads, model.cfg.d_head, model.cfg.d_model)
+    assert model.W_U.shape == (model.cfg.d_model, model.cfg.d_vocab)
