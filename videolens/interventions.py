@@ -8,8 +8,10 @@ to one boolean mask per distinct layer configuration, shared by all heads unless
 are named (never a dense float mask per head).
 
 Conventions follow the paper: "A -/-> B" means queries in B may not attend keys in A.
-A token is never blocked from itself: a knockout whose source and destination overlap
-is an error, since it would leave a row with nothing to attend to.
+By default a knockout whose source and destination overlap is an error (it would block
+tokens from themselves, usually a mistake); pass ``allow_self=True`` where that is meant,
+as in the paper's Last -/-> Last. A knockout that leaves some query with nothing at all
+to attend to is always an error.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class _Edges:
     layers: tuple[int, ...]
     heads: tuple[int, ...] | None
     label: str
+    allow_self: bool = False
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,7 @@ class EdgeKnockout:
         dst: the query group.
         layers: the layers (0-indexed) in which the edges are blocked.
         heads: query heads to block; ``None`` blocks all heads.
+        allow_self: allow ``src`` and ``dst`` to overlap (blocking tokens from themselves).
 
     Example:
         >>> ko = EdgeKnockout("video", "last", layers=range(8, 17)) + EdgeKnockout.cross_frame(range(0, 9))
@@ -66,6 +70,7 @@ class EdgeKnockout:
     dst: Group | None = None
     layers: Iterable[int] = ()
     heads: Iterable[int] | None = None
+    allow_self: bool = False
     parts: tuple[_Edges, ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
@@ -79,7 +84,7 @@ class EdgeKnockout:
             return [(_nonempty(layout, src, "src"), _nonempty(layout, dst, "dst"))]
 
         label = f"{_name(src)} -/-> {_name(dst)}"
-        object.__setattr__(self, "parts", (_make_part(edges, self.layers, self.heads, label),))
+        object.__setattr__(self, "parts", (_make_part(edges, self.layers, self.heads, label, self.allow_self),))
 
     @classmethod
     def from_edges(
@@ -117,12 +122,14 @@ class EdgeKnockout:
         return f"EdgeKnockout({inner})"
 
 
-def _make_part(edges: EdgeFn, layers: Iterable[int], heads: Iterable[int] | None, label: str) -> _Edges:
+def _make_part(
+    edges: EdgeFn, layers: Iterable[int], heads: Iterable[int] | None, label: str, allow_self: bool = False
+) -> _Edges:
     layer_tuple = tuple(sorted({int(x) for x in layers}))
     if not layer_tuple:
         raise InterventionError(f"Knockout {label!r} names no layers.")
     head_tuple = None if heads is None else tuple(sorted({int(h) for h in heads}))
-    return _Edges(edges, layer_tuple, head_tuple, label)
+    return _Edges(edges, layer_tuple, head_tuple, label, allow_self)
 
 
 def _name(group: Group) -> str:
@@ -170,7 +177,7 @@ def blocked_masks(
         for layout in layouts:
             pairs = part.edges(layout)
             for src, dst in pairs:
-                both = set(src.tolist()) & set(dst.tolist())
+                both = set() if part.allow_self else set(src.tolist()) & set(dst.tolist())
                 if both:
                     raise InterventionError(
                         f"Knockout {part.label!r} would block positions {sorted(both)[:8]} from themselves: "
@@ -197,6 +204,14 @@ def blocked_masks(
                         rows, cols = dst.to(device)[:, None], src.to(device)[None, :]
                         for h in heads:
                             mask[b, h, rows, cols] = True
+            causal = torch.ones(seq_len, seq_len, dtype=torch.bool, device=device).tril()
+            empty = ((causal & ~mask).sum(-1) == 0).nonzero()
+            if len(empty):
+                b, h, q = empty[0].tolist()
+                raise InterventionError(
+                    f"The knockouts in layer {layer} leave query position {q} (item {b}, head {h}) nothing to "
+                    "attend to; keep at least one key per query (e.g. the system prompt)."
+                )
             by_key[key] = mask
         out[layer] = by_key[key]
     return out
