@@ -5,8 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import make_prompt, tiny
-from test_parity import ours_left_on
 
 from videolens import (
     EdgeKnockout,
@@ -20,6 +18,9 @@ from videolens import (
 )
 from videolens.adapters import adapter_for
 from videolens.testing import random_video
+
+from conftest import make_prompt, tiny
+from test_parity import ours_left_on
 
 
 @pytest.fixture

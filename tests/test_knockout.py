@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import FAMILIES, make_prompt, tiny
 from videolens import EdgeKnockout, InterventionError, LayerRangeError
 from videolens.reference import reference_logits
 from videolens.testing import random_video
+
+from conftest import FAMILIES, make_prompt, tiny
 
 TOL = 1e-5
 

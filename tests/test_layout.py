@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from conftest import FAMILIES, make_prompt, tiny
 
 EXPECTED = {  # family -> (temporal units for 8 frames, tokens per unit, extra video tokens, input frames per unit)

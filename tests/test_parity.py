@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from conftest import FAMILIES, make_prompt, tiny
 
 TOL = 1e-5

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import FAMILIES, make_prompt, tiny
 
 from videolens import HookedVideoLLM
+
+from conftest import FAMILIES, make_prompt, tiny
 
 
 @pytest.mark.parametrize("family", FAMILIES)
