@@ -48,6 +48,7 @@ class _Edges:
     heads: tuple[int, ...] | None
     label: str
     allow_self: bool = False
+    pointwise: bool = False  # edges are (keys, queries) pairs elementwise, not a product
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,26 @@ class EdgeKnockout:
         return cls(parts=(_make_part(edges, layers, heads, label),))
 
     @classmethod
+    def from_mask(
+        cls,
+        blocked: Callable[[TokenLayout], torch.Tensor],
+        layers: Iterable[int],
+        heads: Iterable[int] | None = None,
+        label: str = "mask",
+    ) -> EdgeKnockout:
+        """A knockout from a function giving a ``(q_pos, k_pos)`` boolean matrix, True = blocked.
+
+        For edge sets with no group structure (e.g. a random baseline). Blocking a token
+        from itself is allowed here; rows left with nothing to attend to are still an error.
+        """
+
+        def edges(layout: TokenLayout) -> list[tuple[torch.Tensor, torch.Tensor]]:
+            q, k = torch.nonzero(blocked(layout), as_tuple=True)
+            return [(k, q)] if len(q) else []
+
+        return cls(parts=(_make_part(edges, layers, heads, label, True, pointwise=True),))
+
+    @classmethod
     def cross_frame(cls, layers: Iterable[int], heads: Iterable[int] | None = None) -> EdgeKnockout:
         """Block every earlier-frame -> later-frame edge (attention within a frame is kept)."""
 
@@ -123,13 +144,18 @@ class EdgeKnockout:
 
 
 def _make_part(
-    edges: EdgeFn, layers: Iterable[int], heads: Iterable[int] | None, label: str, allow_self: bool = False
+    edges: EdgeFn,
+    layers: Iterable[int],
+    heads: Iterable[int] | None,
+    label: str,
+    allow_self: bool = False,
+    pointwise: bool = False,
 ) -> _Edges:
     layer_tuple = tuple(sorted({int(x) for x in layers}))
     if not layer_tuple:
         raise InterventionError(f"Knockout {label!r} names no layers.")
     head_tuple = None if heads is None else tuple(sorted({int(h) for h in heads}))
-    return _Edges(edges, layer_tuple, head_tuple, label, allow_self)
+    return _Edges(edges, layer_tuple, head_tuple, label, allow_self, pointwise)
 
 
 def _name(group: Group) -> str:
@@ -201,7 +227,10 @@ def blocked_masks(
                 heads = parts[i].heads if per_head and parts[i].heads is not None else range(mask.shape[1])
                 for b, pairs in enumerate(edge_cache[i]):
                     for src, dst in pairs:
-                        rows, cols = dst.to(device)[:, None], src.to(device)[None, :]
+                        if parts[i].pointwise:
+                            rows, cols = dst.to(device), src.to(device)
+                        else:
+                            rows, cols = dst.to(device)[:, None], src.to(device)[None, :]
                         for h in heads:
                             mask[b, h, rows, cols] = True
             causal = torch.ones(seq_len, seq_len, dtype=torch.bool, device=device).tril()

@@ -1,0 +1,177 @@
+"""The paper's analyses run end to end on tiny models and compute what they say."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from conftest import FAMILIES, tiny
+from videolens import EdgeKnockout, LayoutError
+from videolens.analyses import (
+    PAPER_PATHWAYS,
+    Sample,
+    answer_probability,
+    attention_maps,
+    count_edges,
+    effective_pathways,
+    flow_accuracy,
+    information_flow,
+    pathway_knockout,
+    pathway_summary,
+    random_knockout,
+)
+from videolens.reference import dense_allowed
+from videolens.testing import random_video
+from videolens.viz import (
+    plot_answer_probability,
+    plot_attention_maps,
+    plot_effective_pathways,
+    plot_flow_accuracy,
+    plot_information_flow,
+    write_report,
+)
+from videolens.windows import bottom_up, center, inverse, top_down, window_layers
+
+
+def samples(n: int = 3):
+    opts = ["red square", "blue circle", "green star"]
+    return [Sample(random_video(8, seed=i), "Which shape moved first?", opts, answer=i % 3, task="order") for i in range(n)]
+
+
+def test_windows_match_the_reference():
+    assert center(0, 9, 32) == list(range(0, 5))
+    assert center(10, 9, 32) == list(range(6, 15))
+    assert center(31, 9, 32) == list(range(27, 32))
+    assert inverse(10, 9, 32) == [x for x in range(32) if not 6 <= x < 15]
+    assert top_down(30, 9, 32) == [30, 31] and bottom_up(1, 9, 32) == [0, 1]
+    with pytest.raises(Exception, match="Unknown window style"):
+        window_layers("middle", 0, 9, 32)
+
+
+@pytest.mark.parametrize("target", ["cross-frame", "vql-to-ql", "question-and-options-to-last", "vq-to-true-opt"])
+def test_information_flow_targets(tmp_path, target):
+    model = tiny("llava_next_video")
+    out = tmp_path / "flow.jsonl"
+    df = information_flow(model, samples(2), target, window=1, sample_mode="all", out=out, progress=False, fps=2.0)
+    n_paths = {"cross-frame": 1, "vql-to-ql": 4}.get(target, 3)
+    assert len(df) == 2 * n_paths * model.cfg.n_layers
+    assert len(out.read_text().splitlines()) == len(df)  # written as it went
+    assert json.loads(out.read_text().splitlines()[0])["target"] == target
+    # an independent recomputation of one row
+    row = df.iloc[-1]
+    assert row["layers_blocked"] == [row["layer"]]
+    acc = flow_accuracy(df)
+    assert set(acc["n"]) == {2}
+    assert plot_information_flow(df).data and plot_flow_accuracy(acc, df.attrs["base_accuracy"]).data
+
+
+def test_information_flow_row_equals_direct_knockout():
+    model = tiny("qwen2_5_vl")
+    sample = samples(1)[0]
+    df = information_flow(model, [sample], "vql-to-ql", window=3, layers=[1], sample_mode="all", progress=False, fps=2.0)
+    row = df[df["pathway"] == "Video -/-> Last"].iloc[0]
+    prompt = model.prepare(sample.video, sample.question, sample.options, "Best option:(", answer=sample.answer,
+                           system=__import__("videolens").PAPER_SYSTEM, fps=2.0)
+    with torch.no_grad():
+        clean = model(prompt)[0, -1].softmax(-1)
+        new = model(prompt, interventions=[EdgeKnockout("video", "last", layers=[0, 1])])[0, -1].softmax(-1)
+    answer = int(clean.argmax())
+    assert row["p_base"] == pytest.approx(float(clean[answer]), rel=1e-5)
+    assert row["p_new"] == pytest.approx(float(new[answer]), rel=1e-5)
+    assert row["relative_diff"] == pytest.approx((float(new[answer]) - float(clean[answer])) / float(clean[answer]) * 100, rel=1e-4)
+
+
+def test_sample_mode_filters_with_honest_denominator():
+    model = tiny("llava_next_video")
+    all_df = information_flow(model, samples(3), "cross-frame", window=2, layers=[0], sample_mode="all", progress=False, fps=2.0)
+    correct = information_flow(model, samples(3), "cross-frame", window=2, layers=[0], sample_mode="correct", progress=False, fps=2.0)
+    wrong = information_flow(model, samples(3), "cross-frame", window=2, layers=[0], sample_mode="wrong", progress=False, fps=2.0)
+    assert len(correct) + len(wrong) == len(all_df)
+    assert correct.attrs["n_analysed"] + wrong.attrs["n_analysed"] == 3
+    assert not wrong["correct_base"].any()
+    assert correct.empty or correct["correct_base"].all()
+
+
+def test_answer_probability_last_layer_is_the_model_output():
+    model = tiny("llava_onevision")
+    df = answer_probability(model, samples(2), sample_mode="all", apply_final_norm=False, progress=False, fps=2.0)
+    assert len(df) == 2 * model.cfg.n_layers * 3
+    sample = samples(1)[0]
+    prompt = model.prepare(sample.video, sample.question, sample.options, "Best option:(", answer=sample.answer,
+                           system=__import__("videolens").PAPER_SYSTEM, fps=2.0)
+    with torch.no_grad():
+        probs = model(prompt)[0, -1].softmax(-1)
+    last = df[(df["sample_id"] == "0") & (df["layer"] == model.cfg.n_layers - 1)]
+    from videolens.analyses import option_token_ids
+
+    ids = option_token_ids(model, prompt)
+    assert last["probability"].tolist() == pytest.approx([100 * float(probs[i]) for i in ids], rel=1e-4)
+    assert plot_answer_probability(df).data
+
+
+def test_edge_count_matches_brute_force():
+    model = tiny("llava_next_video")
+    sample = samples(1)[0]
+    prompt = model.prepare(sample.video, sample.question, sample.options, "Best option:(", answer=0, fps=2.0)
+    lay, n_layers = prompt.layout, model.cfg.n_layers
+    spec = PAPER_PATHWAYS["7b"].scaled(n_layers)
+    ko = pathway_knockout(spec, n_layers)
+    kept, total = count_edges(ko, lay, n_layers, model.cfg.n_heads)
+    # brute force: the dense mask of every layer from the definitions
+    brute_kept = 0
+    tail_last = torch.cat([lay["tail"], lay["last"]])
+    for layer in range(n_layers):
+        edges = [(lay["video"], tail_last), (lay["last"], lay["last"]), (lay["tail"], tail_last)]
+        if not spec.inter_frame[0] <= layer < spec.inter_frame[1]:
+            edges += [(torch.cat([lay.frame(s) for s in range(t)]), lay.frame(t)) for t in range(1, lay.n_frames)]
+        if not spec.video_to_question[0] <= layer < spec.video_to_question[1]:
+            edges.append((lay["video"], lay["question"]))
+        if not spec.question_to_last[0] <= layer < spec.question_to_last[1]:
+            edges.append((lay["question"], tail_last))
+        if layer >= spec.video_to_question[1]:
+            edges.append((lay["video"], lay["video"]))
+        if spec.block_question_self_from is not None and layer >= spec.block_question_self_from:
+            edges.append((lay["question"], lay["question"]))
+        brute_kept += int(dense_allowed(lay.seq_len, edges).sum())
+    assert total == n_layers * lay.seq_len * (lay.seq_len + 1) // 2
+    assert kept == brute_kept
+    # the random baseline is reproducible from its seed, and blocks what it says
+    a, b = random_knockout(lay, 50, n_layers, seed=7), random_knockout(lay, 50, n_layers, seed=7)
+    c = random_knockout(lay, 50, n_layers, seed=8)
+    assert count_edges(a, lay, n_layers, 4)[0] == total - 50 * n_layers
+    with torch.no_grad():
+        assert torch.equal(model(prompt, interventions=[a]), model(prompt, interventions=[b]))
+        assert not torch.equal(model(prompt, interventions=[a]), model(prompt, interventions=[c]))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_effective_pathways_end_to_end(tmp_path, family):
+    model = tiny(family)
+    df = effective_pathways(model, samples(2), PAPER_PATHWAYS["7b"], out=tmp_path / "p.jsonl", progress=False, fps=2.0)
+    assert set(df["condition"]) == {"full", "pathways", "random"}
+    summary = pathway_summary(df)
+    pathways = summary[summary["condition"] == "pathways"]["kept_percent"].iloc[0]
+    rnd = summary[summary["condition"] == "random"]["kept_percent"].iloc[0]
+    assert 0 < pathways < 100 and abs(pathways - rnd) < 1.0
+    fig = plot_effective_pathways(summary)
+    report = write_report([fig], tmp_path / "r.html")
+    assert "plotly" in report.read_text()[:4_000_000].lower()
+
+
+def test_attention_maps_show_the_knockout():
+    model = tiny("llava_next_video")
+    df = attention_maps(model, samples(1), knockout=EdgeKnockout("video", "question", layers=[1]), progress=False, fps=2.0)
+    knocked = df[(df["condition"] == "knockout") & (df["layer"] == 1)]["attention"]
+    base = df[(df["condition"] == "baseline") & (df["layer"] == 1)]["attention"]
+    assert knocked.abs().max() == 0 and base.min() > 0
+    assert plot_attention_maps(df).data
+
+
+def test_analysis_input_errors():
+    model = tiny("llava_next_video")
+    with pytest.raises(LayoutError, match="not among the options"):
+        information_flow(model, [Sample(random_video(8), "Q?", ["a", "b"], answer="c")], progress=False, fps=2.0)
+    with pytest.raises(Exception, match="Unknown target"):
+        information_flow(model, samples(1), "sideways", progress=False, fps=2.0)

@@ -1,0 +1,79 @@
+"""Layer-wise answer probability (SPEC section 3): when does the right option win?
+
+The residual stream at the last position after each layer is projected through the
+unembedding; the final layer's entry is the model's own output (final norm applied).
+``apply_final_norm`` says whether the final norm is applied to the other layers too.
+One prefill forward per sample (the reference generated up to 100 tokens for this).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from ..hooked import HookedVideoLLM
+from ..layout import LETTERS
+from .common import ResultWriter, SampleMode, iterate, keep_sample, option_token_ids, prompt_for, sample_id, sample_task
+
+
+@torch.no_grad()
+def answer_probability(
+    model: HookedVideoLLM,
+    samples: Iterable[Any],
+    *,
+    apply_final_norm: bool = True,
+    sample_mode: SampleMode = "correct",
+    top_k: int = 5,
+    out: str | Path | None = None,
+    progress: bool = True,
+    **prepare_kwargs: Any,
+) -> pd.DataFrame:
+    """Probability of every option letter read from each layer's output at the last position.
+
+    Returns:
+        One row per (sample, layer, option): ``sample_id, task, layer, option, is_true,
+        probability`` (percent), ``top_tokens`` (the layer's top-k tokens). ``df.attrs``
+        has ``base_accuracy`` over the analysed samples and ``n_samples``.
+    """
+    n_layers = model.cfg.n_layers
+    names = [f"blocks.{layer}.hook_resid_post" for layer in range(n_layers)]
+    writer = ResultWriter(out)
+    n_samples = n_analysed = n_correct = 0
+    for index, sample in iterate(samples, "answer probability", progress):
+        prompt = prompt_for(model, sample, **prepare_kwargs)
+        option_ids = option_token_ids(model, prompt)
+        cache: dict[str, torch.Tensor] = {}
+        hooks = [(name, lambda x, hook, cache=cache: cache.__setitem__(hook.name, x[:, -1].detach())) for name in names]
+        logits = model.run_with_hooks(prompt, fwd_hooks=hooks)[0, -1]
+        correct = int(logits.argmax()) == option_ids[prompt.answer]
+        n_samples += 1
+        if not keep_sample(sample_mode, correct):
+            continue
+        n_analysed += 1
+        n_correct += correct
+        rows = []
+        for layer, name in enumerate(names):
+            final = layer == n_layers - 1
+            probs = model.unembed(cache[name], apply_ln=apply_final_norm or final)[0].float().softmax(-1)
+            top = probs.topk(top_k)
+            top_tokens = [model.tokenizer.decode([int(i)]) for i in top.indices]
+            for k, token_id in enumerate(option_ids):
+                rows.append(
+                    {
+                        "sample_id": sample_id(sample, index),
+                        "task": sample_task(sample),
+                        "layer": layer,
+                        "option": LETTERS[k],
+                        "is_true": k == prompt.answer,
+                        "probability": 100 * float(probs[token_id]),
+                        "top_tokens": top_tokens,
+                    }
+                )
+        writer.add(rows)
+    df = writer.frame()
+    df.attrs.update(n_samples=n_samples, n_analysed=n_analysed, base_accuracy=100 * n_correct / max(n_analysed, 1))
+    return df

@@ -1,0 +1,137 @@
+"""What every analysis shares: samples, prompts, answer tokens, results written as they go."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from ..errors import LayoutError, VideoLensError
+from ..hooked import HookedVideoLLM
+from ..layout import LETTERS
+from ..prompt import PAPER_ANSWER_PREFIX, PAPER_SYSTEM, VideoPrompt
+
+SampleMode = Literal["correct", "wrong", "all"]
+
+
+@dataclass
+class Sample:
+    """One multiple-choice video question.
+
+    Attributes:
+        video: a :class:`~videolens.Video`, frames array/tensor, or PIL list.
+        question: the question text.
+        options: the answer options.
+        answer: the true option (index, letter or text).
+        task: a task name for grouping results.
+        id: a sample id (defaults to its index in the run).
+        meta: anything else to carry into the results (e.g. labels for probes).
+    """
+
+    video: Any
+    question: str
+    options: Sequence[str]
+    answer: int | str
+    task: str = "default"
+    id: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def as_sample(item: Any) -> Sample | VideoPrompt:
+    """Accept a :class:`Sample`, a prepared :class:`VideoPrompt`, or a dict with the same keys."""
+    if isinstance(item, (Sample, VideoPrompt)):
+        return item
+    if isinstance(item, dict):
+        known = {k: item[k] for k in ("video", "question", "options", "answer", "task", "id", "meta") if k in item}
+        return Sample(**known)
+    raise VideoLensError(f"Cannot read a sample from {type(item).__name__}; use videolens.analyses.Sample.")
+
+
+def prompt_for(model: HookedVideoLLM, sample: Sample | VideoPrompt, **prepare_kwargs: Any) -> VideoPrompt:
+    """The paper-format prompt of a sample (a prepared prompt is used as it is)."""
+    if isinstance(sample, VideoPrompt):
+        if sample.answer is None:
+            raise LayoutError("The prompt has no answer; prepare it with answer=... for this analysis.")
+        return sample
+    prepare_kwargs.setdefault("answer_prefix", PAPER_ANSWER_PREFIX)
+    prepare_kwargs.setdefault("system", PAPER_SYSTEM)
+    return model.prepare(sample.video, sample.question, list(sample.options), answer=sample.answer, **prepare_kwargs)
+
+
+def option_token_ids(model: HookedVideoLLM, prompt: VideoPrompt) -> list[int]:
+    """The token id the model would emit for each option letter right after the prompt.
+
+    Read from the tokenizer on the prompt text followed by the letter, so the id is the
+    one that continues this exact text (no guessing between ``"A"`` and ``"▁A"``).
+    """
+    if not prompt.options:
+        raise LayoutError("The prompt has no options to score.")
+    tok = model.tokenizer
+    base = tok(prompt.text)["input_ids"]
+    ids = []
+    for letter in LETTERS[: len(prompt.options)]:
+        full = tok(prompt.text + letter)["input_ids"]
+        if full[: len(base)] != base or len(full) != len(base) + 1:
+            raise LayoutError(
+                f"The letter {letter!r} merges with the end of the prompt when tokenized, so it is not a "
+                "separate next token; end the answer prefix differently (e.g. 'Best option:(')."
+            )
+        ids.append(full[-1])
+    return ids
+
+
+def keep_sample(mode: SampleMode, correct: bool) -> bool:
+    if mode not in ("correct", "wrong", "all"):
+        raise VideoLensError(f"Unknown sample_mode {mode!r}; use 'correct', 'wrong' or 'all'.")
+    return mode == "all" or (mode == "correct") == correct
+
+
+class ResultWriter:
+    """Append result rows to JSONL as they are produced, so a crash loses nothing."""
+
+    def __init__(self, path: str | Path | None) -> None:
+        self.path = Path(path) if path is not None else None
+        self.rows: list[dict[str, Any]] = []
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text("")
+
+    def add(self, rows: Iterable[dict[str, Any]]) -> None:
+        rows = list(rows)
+        self.rows.extend(rows)
+        if self.path is not None and rows:
+            with self.path.open("a") as fh:
+                for row in rows:
+                    fh.write(json.dumps(row, default=_jsonable) + "\n")
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def iterate(samples: Iterable[Any], desc: str, progress: bool) -> Iterator[tuple[int, Sample | VideoPrompt]]:
+    """Enumerate samples with a progress bar."""
+    items = list(samples)
+    for i, item in enumerate(tqdm(items, desc=desc, disable=not progress)):
+        yield i, as_sample(item)
+
+
+def sample_id(sample: Sample | VideoPrompt, index: int) -> str:
+    return str(getattr(sample, "id", None) or index)
+
+
+def sample_task(sample: Sample | VideoPrompt) -> str:
+    return getattr(sample, "task", "default")

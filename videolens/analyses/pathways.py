@@ -1,0 +1,212 @@
+"""Effective pathways (SPEC section 4): keep only the pathways the paper found, block the rest.
+
+A :class:`PathwaySpec` says in which layers each pathway stays open (half-open ranges,
+0-indexed). Everything else on those pathways is blocked; the share of attention edges
+kept is counted exactly over the causal triangle of every layer. The random baseline
+blocks the same number of edges, drawn uniformly per layer from a seeded generator.
+
+Differences from the reference, on purpose: the tail (instruction, assistant marker,
+answer prefix) is treated like ``last`` when ``close_tail`` is set, since otherwise
+video -> tail -> last stays open as a side path (SPEC 9.7); the random baseline draws
+from the whole causal triangle it counts over, never the first key position (so no
+query is left with nothing to attend), and is seeded (SPEC 9.10).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from ..hooked import HookedVideoLLM
+from ..interventions import EdgeKnockout, blocked_masks
+from ..layout import TokenLayout
+from .common import ResultWriter, iterate, option_token_ids, prompt_for, sample_id, sample_task
+
+Range = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class PathwaySpec:
+    """Where each pathway stays open (0-indexed, half-open layer ranges).
+
+    Attributes:
+        n_layers: the model's depth this spec was written for.
+        inter_frame: earlier-frame -> later-frame attention.
+        video_to_question: video -> question.
+        question_to_last: question -> last.
+        block_question_self_from: question -> question is blocked from this layer on
+            (None: never).
+        close_tail: treat the tail like ``last`` (see the module docstring).
+    """
+
+    n_layers: int
+    inter_frame: Range
+    video_to_question: Range
+    question_to_last: Range
+    block_question_self_from: int | None
+    close_tail: bool = True
+
+    def scaled(self, n_layers: int) -> PathwaySpec:
+        """The same spec stretched to a model of ``n_layers`` layers (rounded)."""
+
+        def s(x: int | None) -> int | None:
+            return None if x is None else round(x * n_layers / self.n_layers)
+
+        return replace(
+            self,
+            n_layers=n_layers,
+            inter_frame=(s(self.inter_frame[0]), s(self.inter_frame[1])),
+            video_to_question=(s(self.video_to_question[0]), s(self.video_to_question[1])),
+            question_to_last=(s(self.question_to_last[0]), s(self.question_to_last[1])),
+            block_question_self_from=s(self.block_question_self_from),
+        )
+
+
+#: The paper's specs (SPEC section 4) and their random-baseline ratios.
+PAPER_PATHWAYS: dict[str, PathwaySpec] = {
+    "7b": PathwaySpec(32, (5, 15), (5, 20), (15, 25), 25),
+    "13b": PathwaySpec(40, (5, 15), (5, 20), (15, 30), 30),
+    "internvl": PathwaySpec(32, (5, 15), (5, 20), (10, 30), 30),
+    "videollama3": PathwaySpec(28, (0, 15), (5, 20), (20, 28), None),
+}
+
+
+def _outside(rng: Range, n_layers: int) -> list[int]:
+    return [x for x in range(n_layers) if not rng[0] <= x < rng[1]]
+
+
+def pathway_knockout(spec: PathwaySpec, n_layers: int) -> EdgeKnockout:
+    """The knockout that keeps only the spec's pathways open."""
+    if spec.n_layers != n_layers:
+        spec = spec.scaled(n_layers)
+    every = range(n_layers)
+    last_like = (lambda lay: torch.cat([lay["tail"], lay["last"]])) if spec.close_tail else "last"
+    parts = [
+        EdgeKnockout("video", last_like, layers=every),
+        EdgeKnockout("last", "last", layers=every, allow_self=True),
+    ]
+    if spec.close_tail:
+        tail_self = lambda lay: torch.cat([lay["tail"], lay["last"]])  # noqa: E731
+        parts.append(EdgeKnockout("tail", tail_self, layers=every, allow_self=True))
+    if outside := _outside(spec.inter_frame, n_layers):
+        parts.append(EdgeKnockout.cross_frame(outside))
+    if outside := _outside(spec.video_to_question, n_layers):
+        parts.append(EdgeKnockout("video", "question", layers=outside))
+    if outside := _outside(spec.question_to_last, n_layers):
+        parts.append(EdgeKnockout("question", last_like, layers=outside))
+    if after := list(range(spec.video_to_question[1], n_layers)):
+        parts.append(EdgeKnockout("video", "video", layers=after, allow_self=True))
+    if spec.block_question_self_from is not None and (after := list(range(spec.block_question_self_from, n_layers))):
+        parts.append(EdgeKnockout("question", "question", layers=after, allow_self=True))
+    total = parts[0]
+    for part in parts[1:]:
+        total = total + part
+    return total
+
+
+def count_edges(knockout: EdgeKnockout, layout: TokenLayout, n_layers: int, n_heads: int) -> tuple[int, int]:
+    """``(kept, total)`` attention edges over all layers: total counts ``N(N+1)/2`` per layer."""
+    n = layout.seq_len
+    per_layer_total = n * (n + 1) // 2
+    masks = blocked_masks([knockout], [layout], n, n_layers, n_heads)
+    causal = torch.ones(n, n, dtype=torch.bool).tril()
+    blocked = sum(int((mask[0, 0] & causal).sum()) for mask in masks.values())
+    total = per_layer_total * n_layers
+    return total - blocked, total
+
+
+def random_knockout(layout: TokenLayout, n_block_per_layer: int, n_layers: int, seed: int) -> EdgeKnockout:
+    """Block ``n_block_per_layer`` causal edges per layer, uniformly, from a seeded generator.
+
+    Key position 0 is never blocked, so every query keeps something to attend to.
+    """
+    n = layout.seq_len
+    q_idx, k_idx = torch.tril_indices(n, n)
+    eligible = k_idx > 0
+    q_idx, k_idx = q_idx[eligible], k_idx[eligible]
+    count = min(n_block_per_layer, len(q_idx))
+    total: EdgeKnockout | None = None
+    for layer in range(n_layers):
+        gen = torch.Generator().manual_seed(seed * 100_003 + layer)
+        pick = torch.randperm(len(q_idx), generator=gen)[:count]
+        mask = torch.zeros(n, n, dtype=torch.bool)
+        mask[q_idx[pick], k_idx[pick]] = True
+        part = EdgeKnockout.from_mask(lambda _lay, m=mask: m, layers=[layer], label="random")
+        total = part if total is None else total + part
+    assert total is not None
+    return total
+
+
+@torch.no_grad()
+def effective_pathways(
+    model: HookedVideoLLM,
+    samples: Iterable[Any],
+    spec: PathwaySpec | str = "7b",
+    *,
+    random_baseline: bool = True,
+    seed: int = 42,
+    out: str | Path | None = None,
+    progress: bool = True,
+    **prepare_kwargs: Any,
+) -> pd.DataFrame:
+    """Accuracy with only the effective pathways open, and with a random knockout of the same share.
+
+    Returns:
+        One row per (sample, condition) with condition ``"full"``, ``"pathways"`` or
+        ``"random"``: ``sample_id, task, condition, answer, gt, correct, kept_edges,
+        total_edges, kept_percent, suppressed_percent``. Use :func:`pathway_summary`
+        for the task-level numbers (kept share = mean(kept) / mean(total)).
+    """
+    spec = PAPER_PATHWAYS[spec] if isinstance(spec, str) else spec
+    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
+    ko = pathway_knockout(spec, n_layers)
+    writer = ResultWriter(out)
+    for index, sample in iterate(samples, "effective pathways", progress):
+        prompt = prompt_for(model, sample, **prepare_kwargs)
+        option_ids = option_token_ids(model, prompt)
+        gt_id = option_ids[prompt.answer]
+        kept, total = count_edges(ko, prompt.layout, n_layers, n_heads)
+        conditions: list[tuple[str, list[EdgeKnockout], int]] = [("full", [], total), ("pathways", [ko], kept)]
+        if random_baseline:
+            per_layer_block = round((total - kept) / n_layers)
+            rnd = random_knockout(prompt.layout, per_layer_block, n_layers, seed + index)
+            rnd_kept, _ = count_edges(rnd, prompt.layout, n_layers, n_heads)
+            conditions.append(("random", [rnd], rnd_kept))
+        rows = []
+        for name, interventions, kept_edges in conditions:
+            answer = int(model(prompt, interventions=interventions)[0, -1].argmax())
+            rows.append(
+                {
+                    "sample_id": sample_id(sample, index),
+                    "task": sample_task(sample),
+                    "condition": name,
+                    "answer": model.tokenizer.decode([answer]).strip(),
+                    "gt": prompt.answer_letter,
+                    "correct": answer == gt_id,
+                    "kept_edges": kept_edges,
+                    "total_edges": total,
+                    "kept_percent": 100 * kept_edges / total,
+                    "suppressed_percent": 100 - 100 * kept_edges / total,
+                }
+            )
+        writer.add(rows)
+    return writer.frame()
+
+
+def pathway_summary(df: pd.DataFrame) -> pd.DataFrame:
+    """Per task and condition: accuracy (percent) and the share of edges kept, mean(kept)/mean(total)."""
+    g = df.groupby(["task", "condition"], sort=False)
+    out = g.agg(
+        accuracy=("correct", lambda s: 100 * s.mean()),
+        kept=("kept_edges", "mean"),
+        total=("total_edges", "mean"),
+        n=("correct", "size"),
+    )
+    out["kept_percent"] = 100 * out["kept"] / out["total"]
+    out["suppressed_percent"] = 100 - out["kept_percent"]
+    return out.drop(columns=["kept", "total"]).reset_index()
