@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from videolens import EdgeKnockout, HookedVideoLLM, PAPER_SYSTEM
+from videolens import PAPER_SYSTEM, EdgeKnockout, HookedVideoLLM
 from videolens.testing import build_tiny_model, random_video
 
 

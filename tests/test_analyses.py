@@ -7,7 +7,6 @@ import json
 import pytest
 import torch
 
-from conftest import FAMILIES, tiny
 from videolens import EdgeKnockout, LayoutError
 from videolens.analyses import (
     PAPER_PATHWAYS,
@@ -34,10 +33,14 @@ from videolens.viz import (
 )
 from videolens.windows import bottom_up, center, inverse, top_down, window_layers
 
+from conftest import FAMILIES, tiny
+
 
 def samples(n: int = 3):
     opts = ["red square", "blue circle", "green star"]
-    return [Sample(random_video(8, seed=i), "Which shape moved first?", opts, answer=i % 3, task="order") for i in range(n)]
+    return [
+        Sample(random_video(8, seed=i), "Which shape moved first?", opts, answer=i % 3, task="order") for i in range(n)
+    ]
 
 
 def test_windows_match_the_reference():
@@ -70,24 +73,41 @@ def test_information_flow_targets(tmp_path, target):
 def test_information_flow_row_equals_direct_knockout():
     model = tiny("qwen2_5_vl")
     sample = samples(1)[0]
-    df = information_flow(model, [sample], "vql-to-ql", window=3, layers=[1], sample_mode="all", progress=False, fps=2.0)
+    df = information_flow(
+        model, [sample], "vql-to-ql", window=3, layers=[1], sample_mode="all", progress=False, fps=2.0
+    )
     row = df[df["pathway"] == "Video -/-> Last"].iloc[0]
-    prompt = model.prepare(sample.video, sample.question, sample.options, "Best option:(", answer=sample.answer,
-                           system=__import__("videolens").PAPER_SYSTEM, fps=2.0)
+    prompt = model.prepare(
+        sample.video,
+        sample.question,
+        sample.options,
+        "Best option:(",
+        answer=sample.answer,
+        system=__import__("videolens").PAPER_SYSTEM,
+        fps=2.0,
+    )
     with torch.no_grad():
         clean = model(prompt)[0, -1].softmax(-1)
         new = model(prompt, interventions=[EdgeKnockout("video", "last", layers=[0, 1])])[0, -1].softmax(-1)
     answer = int(clean.argmax())
     assert row["p_base"] == pytest.approx(float(clean[answer]), rel=1e-5)
     assert row["p_new"] == pytest.approx(float(new[answer]), rel=1e-5)
-    assert row["relative_diff"] == pytest.approx((float(new[answer]) - float(clean[answer])) / float(clean[answer]) * 100, rel=1e-4)
+    assert row["relative_diff"] == pytest.approx(
+        (float(new[answer]) - float(clean[answer])) / float(clean[answer]) * 100, rel=1e-4
+    )
 
 
 def test_sample_mode_filters_with_honest_denominator():
     model = tiny("llava_next_video")
-    all_df = information_flow(model, samples(3), "cross-frame", window=2, layers=[0], sample_mode="all", progress=False, fps=2.0)
-    correct = information_flow(model, samples(3), "cross-frame", window=2, layers=[0], sample_mode="correct", progress=False, fps=2.0)
-    wrong = information_flow(model, samples(3), "cross-frame", window=2, layers=[0], sample_mode="wrong", progress=False, fps=2.0)
+    all_df = information_flow(
+        model, samples(3), "cross-frame", window=2, layers=[0], sample_mode="all", progress=False, fps=2.0
+    )
+    correct = information_flow(
+        model, samples(3), "cross-frame", window=2, layers=[0], sample_mode="correct", progress=False, fps=2.0
+    )
+    wrong = information_flow(
+        model, samples(3), "cross-frame", window=2, layers=[0], sample_mode="wrong", progress=False, fps=2.0
+    )
     assert len(correct) + len(wrong) == len(all_df)
     assert correct.attrs["n_analysed"] + wrong.attrs["n_analysed"] == 3
     assert not wrong["correct_base"].any()
@@ -99,8 +119,15 @@ def test_answer_probability_last_layer_is_the_model_output():
     df = answer_probability(model, samples(2), sample_mode="all", apply_final_norm=False, progress=False, fps=2.0)
     assert len(df) == 2 * model.cfg.n_layers * 3
     sample = samples(1)[0]
-    prompt = model.prepare(sample.video, sample.question, sample.options, "Best option:(", answer=sample.answer,
-                           system=__import__("videolens").PAPER_SYSTEM, fps=2.0)
+    prompt = model.prepare(
+        sample.video,
+        sample.question,
+        sample.options,
+        "Best option:(",
+        answer=sample.answer,
+        system=__import__("videolens").PAPER_SYSTEM,
+        fps=2.0,
+    )
     with torch.no_grad():
         probs = model(prompt)[0, -1].softmax(-1)
     last = df[(df["sample_id"] == "0") & (df["layer"] == model.cfg.n_layers - 1)]
@@ -162,7 +189,9 @@ def test_effective_pathways_end_to_end(tmp_path, family):
 
 def test_attention_maps_show_the_knockout():
     model = tiny("llava_next_video")
-    df = attention_maps(model, samples(1), knockout=EdgeKnockout("video", "question", layers=[1]), progress=False, fps=2.0)
+    df = attention_maps(
+        model, samples(1), knockout=EdgeKnockout("video", "question", layers=[1]), progress=False, fps=2.0
+    )
     knocked = df[(df["condition"] == "knockout") & (df["layer"] == 1)]["attention"]
     base = df[(df["condition"] == "baseline") & (df["layer"] == 1)]["attention"]
     assert knocked.abs().max() == 0 and base.min() > 0
