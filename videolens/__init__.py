@@ -17,6 +17,8 @@ from .errors import (
 from .hooked import HookedVideoLLM, VideoLLMConfig
 from .interventions import EdgeKnockout
 from .layout import TokenLayout
+from .lens import LogitLens
+from .probe import TemporalProbe
 from .prompt import PAPER_ANSWER_PREFIX, PAPER_INSTRUCTION, PAPER_SYSTEM, PromptBatch, VideoPrompt
 from .video import Video, load_video
 
@@ -29,10 +31,12 @@ __all__ = [
     "InterventionError",
     "LayerRangeError",
     "LayoutError",
+    "LogitLens",
     "PAPER_ANSWER_PREFIX",
     "PAPER_INSTRUCTION",
     "PAPER_SYSTEM",
     "PromptBatch",
+    "TemporalProbe",
     "TokenLayout",
     "UnsupportedModelError",
     "Video",

@@ -516,7 +516,8 @@ class HookedVideoLLM(HookedRootModule):
             start_at_layer: start at this layer, from ``residual`` (its ``hook_resid_pre``).
             stop_at_layer: stop before this layer and return its input residual stream.
             residual: the residual stream to start from, with ``start_at_layer``.
-            return_type: ``"logits"`` (default) or ``None``.
+            return_type: ``"logits"`` (default), ``"resid"`` (the final residual stream, before
+                the final norm) or ``None`` (run the hooks only; nothing is unembedded).
 
         Returns:
             Logits ``(batch, pos, d_vocab)``; the residual stream when ``stop_at_layer`` is set.
@@ -538,10 +539,11 @@ class HookedVideoLLM(HookedRootModule):
             pos_ids = self._position_ids(lm_in, batch)
             pe = self.adapter.position_embeddings(self._lm, resid, pos_ids)
             resid = self._layers(resid, pe, start, stop, base, per_layer)
-            if stop < self.cfg.n_layers:
+            if stop < self.cfg.n_layers or return_type == "resid":
                 return resid
-            logits = self.unembed(resid)
-        return logits if return_type == "logits" else None
+            if return_type is None:
+                return None
+            return self.unembed(resid)
 
     def _position_ids(self, lm_in: LMInputs, batch: PromptBatch) -> torch.Tensor:
         if lm_in.position_ids is not None:

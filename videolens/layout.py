@@ -18,7 +18,8 @@ Leaf groups partition the sequence: every position is in exactly one of
   marker, answer prefix),
 - ``last``: the last position (where the answer is read).
 
-Composite groups: ``video`` (all frames plus ``video_extra``), ``question``
+Composite groups: ``video`` (all frames plus ``video_extra``), ``frames`` (all frames
+only), ``question``
 (``question_body`` plus options), ``options``, ``text`` (all but the video), ``all``,
 and, when the prompt knows its answer, ``true_option`` and ``false_options``.
 """
@@ -139,7 +140,7 @@ class TokenLayout:
 
     def names(self) -> list[str]:
         """All group names this layout answers to."""
-        composite = ["video", "question", "options", "text", "all"]
+        composite = ["video", "frames", "question", "options", "text", "all"]
         if self.answer_index is not None:
             composite += ["true_option", "false_options"]
         return list(self.leaves) + composite
@@ -197,10 +198,14 @@ class TokenLayout:
 
     def leaf_of(self, pos: int) -> str:
         """The leaf group holding a position."""
-        for name, positions in self.leaves.items():
-            if pos in positions:
-                return name
-        raise GroupError(f"Position {pos} is outside the sequence of length {self.seq_len}.")
+        if not 0 <= pos < self.seq_len:
+            raise GroupError(f"Position {pos} is outside the sequence of length {self.seq_len}.")
+        if "_leaf_names" not in self.__dict__:
+            names = np.empty(self.seq_len, dtype=object)
+            for name, positions in self.leaves.items():
+                names[positions] = name
+            self.__dict__["_leaf_names"] = names
+        return str(self.__dict__["_leaf_names"][pos])
 
     def frame_of(self) -> np.ndarray:
         """``(seq_len,)`` array: the frame index of each position, -1 for non-frame positions."""

@@ -1,0 +1,271 @@
+"""LogitLens equals the model where it must, reads the right tokens, counts bags right; probes split by video."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from videolens import GroupError, HookedVideoLLM, LayerRangeError, VideoLensError
+from videolens.lens import LogitLens, layer_bins, vocab_frequency
+from videolens.probe import TemporalProbe
+from videolens.testing import build_tiny_model
+from videolens.viz_lens import plot_frame_words, plot_probe_scores, plot_vocab_frequency
+
+from conftest import FAMILIES, make_prompt, tiny
+
+
+def full_distribution(df: pd.DataFrame, d_vocab: int) -> torch.Tensor:
+    """Rebuild the lens distribution of one (layer, position) from a top-k=d_vocab table."""
+    out = torch.full((d_vocab,), float("nan"))
+    out[torch.tensor(df["token_id"].to_numpy())] = torch.tensor(df["prob"].to_numpy(), dtype=torch.float32)
+    return out
+
+
+@functools.cache
+def deep_llava() -> HookedVideoLLM:
+    """A 7-layer tiny LLaVA-NeXT-Video, so that layer bins have something to split."""
+    hf, processor = build_tiny_model("llava_next_video", num_layers=7)
+    return HookedVideoLLM.from_hf(hf, processor)
+
+
+# ---- LogitLens ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("family", FAMILIES)
+def test_last_layer_output_is_the_model_distribution(family):
+    model = tiny(family)
+    prompt = make_prompt(model)
+    last = model.cfg.n_layers - 1
+    lens = LogitLens(model)
+    df = lens.run(prompt, positions="last", layers=[last], site="output", top_k=model.cfg.d_vocab)
+    assert len(df) == model.cfg.d_vocab and (df["layer"] == last).all() and (df["group"] == "last").all()
+    assert df["rank"].tolist() == list(range(1, model.cfg.d_vocab + 1))
+    with torch.no_grad():
+        expected = model(prompt)[0, -1].float().softmax(-1)
+    torch.testing.assert_close(full_distribution(df, model.cfg.d_vocab), expected, atol=1e-5, rtol=0)
+    probs = lens.token_probs(prompt, ["A", "B", 5], layers=-1)
+    ids = torch.tensor(probs["token_id"].to_numpy())
+    np.testing.assert_allclose(probs["prob"].to_numpy(), expected[ids].numpy(), atol=1e-5)
+
+
+def test_input_of_next_layer_is_output_of_this_layer():
+    model = tiny("llava_next_video")
+    prompt = make_prompt(model)
+    lens = LogitLens(model)
+    a = lens.run(prompt, "question", layers=[0], site="output", top_k=3)
+    b = lens.run(prompt, "question", layers=[1], site="input", top_k=3)
+    assert (a["site"] == "output").all() and (b["site"] == "input").all()
+    pd.testing.assert_frame_equal(
+        a.drop(columns=["layer", "site"]), b.drop(columns=["layer", "site"]), check_exact=False, atol=1e-6
+    )
+
+
+@pytest.mark.parametrize("apply_final_norm", [True, False])
+def test_embed_projection_is_softmax_of_norm_h_times_embeddings(apply_final_norm):
+    model = tiny("qwen2_5_vl")
+    prompt = make_prompt(model)
+    lens = LogitLens(model, projection="embed", apply_final_norm=apply_final_norm)
+    positions = [int(prompt.layout.frame(1)[0]), prompt.seq_len - 1]
+    df = lens.run(prompt, positions=positions, layers=[0], site="input", top_k=model.cfg.d_vocab)
+    with torch.no_grad():
+        _, cache = model.run_with_cache(prompt, names_filter="blocks.0.hook_resid_pre", device="cpu")
+        h = cache["blocks.0.hook_resid_pre"][0, positions]
+        if apply_final_norm:
+            h = getattr(model._lm, model.adapter.final_norm)(h)
+        expected = (h @ model.W_E.T).softmax(-1)
+    for i, pos in enumerate(positions):
+        got = full_distribution(df[df["position"] == pos], model.cfg.d_vocab)
+        torch.testing.assert_close(got, expected[i], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_video_rows_carry_their_frame_coordinates(family):
+    model = tiny(family)
+    prompt = make_prompt(model)
+    layout = prompt.layout
+    df = LogitLens(model).video_tokens(prompt, layers=[0], top_k=2)
+    assert set(df["position"]) == set(layout["video"].tolist())
+    assert len(df) == 2 * len(layout["video"])
+    coords = layout.video_coords()
+    framed = df[df["t"].notna()]
+    assert set(framed["position"]) == set(coords)
+    for row in framed.itertuples():
+        assert (row.t, row.h, row.w) == coords[row.position]
+        assert layout.patch(row.t, row.h, row.w) == row.position
+        assert row.group == f"frame({row.t})"
+    extra = df[df["t"].isna()]
+    assert (extra["group"] == "video_extra").all() and len(extra) == 2 * len(layout["video_extra"])
+
+
+def test_only_the_asked_positions_are_projected():
+    model = tiny("llava_next_video")
+    prompt = make_prompt(model)
+    lens = LogitLens(model)
+    shapes = []
+    original = lens.logits
+    lens.logits = lambda resid: shapes.append(tuple(resid.shape)) or original(resid)
+    lens.run(prompt, positions="last", top_k=3)
+    lens.run(prompt, positions="frame(2)", layers=[0], top_k=3)
+    assert shapes == [(1, model.cfg.d_model)] * model.cfg.n_layers + [(4, model.cfg.d_model)]
+
+
+def test_lens_errors_name_the_fix():
+    model = tiny("llava_next_video")
+    prompt = make_prompt(model)
+    lens = LogitLens(model)
+    with pytest.raises(LayerRangeError, match=r"0\.\.1"):
+        lens.run(prompt, layers=[2])
+    with pytest.raises(GroupError, match="Known groups"):
+        lens.run(prompt, positions="no_such_group")
+    with pytest.raises(VideoLensError, match="site='input'"):
+        lens.run(prompt, site="middle")
+    with pytest.raises(VideoLensError, match="'unembed'"):
+        LogitLens(model, projection="lm_head")
+    with pytest.raises(VideoLensError, match="tokens"):
+        lens.token_probs(prompt, ["circle"])
+    assert not any(hp.fwd_hooks for hp in model.hook_dict.values())
+
+
+# ---- vocabulary frequency ---------------------------------------------------------------------------
+def test_layer_bins_do_not_overlap():
+    bins = layer_bins(range(32), 5, n_layers=32)
+    assert [label for label, *_ in bins][:2] == ["1-5", "6-10"] and bins[-1][0] == "31-32"
+    members = [layer for *_, m in bins for layer in m]
+    assert members == list(range(32))
+    assert all(first <= min(m) and max(m) <= last for _, first, last, m in bins)
+    assert [label for label, *_ in layer_bins(range(7), 3)] == ["1-3", "4-6", "7"]
+
+
+def test_vocab_frequency_matches_a_brute_force_recount():
+    model = deep_llava()
+    prompts = [make_prompt(model, seed=s) for s in range(2)]
+    lens = LogitLens(model)
+    top1 = pd.concat([lens.video_tokens(p, top_k=1) for p in prompts])
+    assert len(top1) == sum(len(p.layout["video"]) for p in prompts) * model.cfg.n_layers
+    frequent = top1["token_id"].value_counts().index[:6]
+    tok = model.tokenizer
+    words = [tok.decode([int(i)]) for i in frequent]
+    words = [w for w, i in zip(words, frequent) if tok.encode(w, add_special_tokens=False)[:1] == [int(i)]]
+    assert len(words) >= 2, "the recount needs bag words that are top-1 somewhere"
+    bag = {"seen": words}
+    df = vocab_frequency(lens, prompts, bag, bin_size=3, progress=False)
+
+    assert list(dict.fromkeys(df["bin"])) == ["1-3", "4-6", "7", "ALL", "ALL_NORM"]
+    binned = df[~df["bin"].isin(["ALL", "ALL_NORM"])]
+    for row in binned.itertuples():
+        layers = range(row.first_layer, row.last_layer + 1)
+        hits = top1[top1["layer"].isin(layers) & (top1["token_id"] == row.token_id)]
+        assert row.count == len(hits), (row.bin, row.word)
+    spans = binned.drop_duplicates("bin")[["first_layer", "last_layer"]].to_numpy()
+    covered = [layer for first, last in spans for layer in range(first, last + 1)]
+    assert covered == list(range(model.cfg.n_layers))  # no overlap, no gap
+
+    counts = binned.pivot(index="bin", columns="word", values="count").astype(float)
+    all_row = df[df["bin"] == "ALL"].set_index("word")["count"].astype(float)
+    pd.testing.assert_series_equal(counts.sum(0), all_row[counts.columns], check_names=False)
+    fracs = binned.pivot(index="bin", columns="word", values="frac")
+    sums = fracs.sum(1)[counts.sum(1) > 0]
+    np.testing.assert_allclose(sums, 1.0)
+    norm = df[df["bin"] == "ALL_NORM"].set_index("word")["frac"]
+    np.testing.assert_allclose(norm[fracs.columns], fracs[counts.sum(1) > 0].mean(0))
+
+    rare = all_row.idxmin()
+    kept = vocab_frequency(lens, prompts, bag, bin_size=3, min_count=int(all_row.min()) + 1, progress=False)
+    assert rare not in set(kept["word"])
+
+
+# ---- TemporalProbe ----------------------------------------------------------------------------------
+def planted_frame_signal(model: HookedVideoLLM, prompt, scale: float = 4.0, seed: int = 0):
+    """A hook adding one random direction per frame to each video embedding: frame t becomes decodable."""
+    frame_of_video = torch.as_tensor(prompt.layout.frame_of()[prompt.layout["video"].numpy()])
+    gen = torch.Generator().manual_seed(seed)
+    directions = torch.randn(prompt.layout.n_frames, model.cfg.d_model, generator=gen)
+    directions = scale * directions / directions.norm(dim=-1, keepdim=True)
+
+    def plant(act, hook):
+        return act + directions[frame_of_video].to(act)
+
+    return ("hook_video_embeds", plant)
+
+
+@functools.cache
+def collected_probe() -> TemporalProbe:
+    model = tiny("llava_next_video")
+    prompts = [make_prompt(model, seed=s) for s in range(12)]
+    probe = TemporalProbe(model, target="frame_index")
+    return probe.collect(prompts, fwd_hooks=[planted_frame_signal(model, prompts[0])], progress=False)
+
+
+def test_probe_decodes_a_planted_frame_signal_and_not_shuffled_labels():
+    probe = collected_probe()
+    res = probe.fit(test_size=0.25, seed=0)
+    assert list(res["layer"]) == [0, 1] and (res["site"] == "output").all()
+    np.testing.assert_allclose(res["chance"], 1 / 8)
+    assert res["n_test"].iloc[0] == 3 * 32 and res["n_train"].iloc[0] == 9 * 32
+    assert res["test_score"].max() > 0.9
+
+    control = probe.fit(test_size=0.25, seed=0, shuffle_labels=True)
+    assert control["test_score"].max() < control["chance"].iloc[0] + 0.2
+
+    # Without the plant, the embeddings carry no frame index (RoPE is not in the residual stream).
+    model = probe.model
+    bare = TemporalProbe(model, site="input", layers=[0], target="frame_index")
+    bare.collect([make_prompt(model, seed=s) for s in range(12)], progress=False)
+    assert bare.fit(test_size=0.25, seed=0)["test_score"].iloc[0] < 1 / 8 + 0.2
+
+
+def test_probe_splits_by_sample():
+    probe = collected_probe()
+    probe.fit(test_size=0.25, seed=3)
+    train, test = probe.split_["train"], probe.split_["test"]
+    assert not set(train) & set(test) and sorted([*train, *test]) == list(range(12))
+    _, y, sample = probe.dataset(0)
+    assert len(y) == 12 * 32 and set(np.bincount(sample)) == {32}  # 32 video tokens per sample
+    probe.fit(train_groups=range(8), test_groups=[8, 9])
+    assert probe.results_["n_test"].iloc[0] == 2 * 32
+    with pytest.raises(VideoLensError, match="both train and test"):
+        probe.fit(train_groups=[0, 1, 2], test_groups=[2, 3])
+
+
+def test_probe_labels_and_pooling():
+    model = tiny("llava_next_video")
+    prompts = [make_prompt(model, seed=s) for s in range(3)]
+    per_sample = TemporalProbe(model, layers=[1]).collect([(p, s % 2) for s, p in enumerate(prompts)], progress=False)
+    _, y, sample = per_sample.dataset(1)
+    np.testing.assert_array_equal(y, sample % 2)
+    by_position = TemporalProbe(model, positions="frame(0)", site="input").collect(
+        [(p, lambda layout, pos: int(pos)) for p in prompts], progress=False
+    )
+    np.testing.assert_array_equal(by_position.dataset(0)[1], np.tile(prompts[0].layout.frame(0).numpy(), 3))
+    pooled = TemporalProbe(model, pool="frame_mean", target="frame_index").collect(prompts, progress=False)
+    X, y, _ = pooled.dataset(0)
+    assert X.shape == (3 * 8, model.cfg.d_model) and y.tolist() == list(range(8)) * 3
+    with torch.no_grad():
+        _, cache = model.run_with_cache(prompts[0], names_filter="blocks.0.hook_resid_post", device="cpu")
+    frame3 = cache["blocks.0.hook_resid_post"][0, prompts[0].layout.frame(3)].mean(0)
+    np.testing.assert_allclose(X[3], frame3.numpy(), atol=1e-6)
+    with pytest.raises(VideoLensError, match="labels"):
+        TemporalProbe(model).collect(prompts, progress=False)
+
+
+# ---- figures ----------------------------------------------------------------------------------------
+def test_figures_build():
+    model = tiny("qwen2_5_vl")
+    prompt = make_prompt(model)
+    lens = LogitLens(model)
+    vf = vocab_frequency(lens, [prompt], {"letters": ["A", "B", "C", "the"]}, bin_size=1, progress=False)
+    assert plot_vocab_frequency(vf).to_dict()["data"]
+    words = lens.video_tokens(prompt, top_k=1)
+    fig = plot_frame_words(words, prompt.frames, n_layers=model.cfg.n_layers, bin_size=1)
+    data = fig.to_dict()["data"]
+    assert sum(trace["type"] == "image" for trace in data) == model.cfg.n_layers
+    texts = [t for trace in data if trace["type"] == "scatter" for t in trace["text"]]
+    assert len(texts) == model.cfg.n_layers * len(prompt.layout.video_coords())
+    in_bag = plot_frame_words(words, prompt.frames, bag=[int(words["token_id"].iloc[0])]).to_dict()["data"]
+    assert sum(len(trace["text"]) for trace in in_bag if trace["type"] == "scatter") >= 1
+    probe = collected_probe()
+    probe.fit()
+    assert len(probe.plot().to_dict()["data"]) == 3
+    assert plot_probe_scores(probe.results_).to_dict()["data"]
