@@ -21,6 +21,7 @@ from videolens.analyses import (
     pathway_summary,
     random_knockout,
 )
+from videolens.analyses.common import prompt_for
 from videolens.reference import dense_allowed
 from videolens.testing import random_video
 from videolens.viz import (
@@ -77,15 +78,7 @@ def test_information_flow_row_equals_direct_knockout():
         model, [sample], "vql-to-ql", window=3, layers=[1], sample_mode="all", progress=False, fps=2.0
     )
     row = df[df["pathway"] == "Video -/-> Last"].iloc[0]
-    prompt = model.prepare(
-        sample.video,
-        sample.question,
-        sample.options,
-        "Best option:(",
-        answer=sample.answer,
-        system=__import__("videolens").PAPER_SYSTEM,
-        fps=2.0,
-    )
+    prompt = prompt_for(model, sample, fps=2.0)
     with torch.no_grad():
         clean = model(prompt)[0, -1].softmax(-1)
         new = model(prompt, interventions=[EdgeKnockout("video", "last", layers=[0, 1])])[0, -1].softmax(-1)
@@ -119,15 +112,7 @@ def test_answer_probability_last_layer_is_the_model_output():
     df = answer_probability(model, samples(2), sample_mode="all", apply_final_norm=False, progress=False, fps=2.0)
     assert len(df) == 2 * model.cfg.n_layers * 3
     sample = samples(1)[0]
-    prompt = model.prepare(
-        sample.video,
-        sample.question,
-        sample.options,
-        "Best option:(",
-        answer=sample.answer,
-        system=__import__("videolens").PAPER_SYSTEM,
-        fps=2.0,
-    )
+    prompt = prompt_for(model, sample, fps=2.0)
     with torch.no_grad():
         probs = model(prompt)[0, -1].softmax(-1)
     last = df[(df["sample_id"] == "0") & (df["layer"] == model.cfg.n_layers - 1)]
