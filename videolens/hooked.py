@@ -467,6 +467,8 @@ class HookedVideoLLM(HookedRootModule):
             blocked = blocked_masks(interventions, batch.layouts, n, self.cfg.n_layers, self.cfg.n_heads, device)
         per_layer: dict[int, torch.Tensor] = {}
         made: dict[int, torch.Tensor] = {}
+        if not blocked:
+            return base, per_layer, blocked
         causal_base = base if base is not None else torch.ones(n, n, dtype=torch.bool, device=device).tril()[None, None]
         for layer, mask in blocked.items():
             if id(mask) not in made:
@@ -533,17 +535,33 @@ class HookedVideoLLM(HookedRootModule):
                 "Pass residual= together with start_at_layer= (the residual stream entering that layer)."
             )
         with self._driving():
-            lm_in = self.lm_inputs(batch)
-            base, per_layer, _ = self._allowed(batch, interventions)
-            resid = self._embed(batch, lm_in) if residual is None else residual.to(self.cfg.device)
-            pos_ids = self._position_ids(lm_in, batch)
-            pe = self.adapter.position_embeddings(self._lm, resid, pos_ids)
-            resid = self._layers(resid, pe, start, stop, base, per_layer)
+            resid, _, _ = self._prefill(batch, interventions, start, stop, residual)
             if stop < self.cfg.n_layers or return_type == "resid":
                 return resid
             if return_type is None:
                 return None
             return self.unembed(resid)
+
+    def _prefill(
+        self,
+        batch: PromptBatch,
+        interventions: Sequence[EdgeKnockout] | None,
+        start: int,
+        stop: int,
+        residual: torch.Tensor | None,
+        store: KVStore | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[int, torch.Tensor]]:
+        """Run layers ``start..stop-1`` over the whole prompt (inside :meth:`_driving`).
+
+        Returns the residual stream, the position ids (for continuing the sequence) and the
+        per-layer blocked masks (for generation to inherit).
+        """
+        lm_in = self.lm_inputs(batch)
+        base, per_layer, blocked = self._allowed(batch, interventions)
+        resid = self._embed(batch, lm_in) if residual is None else residual.to(self.cfg.device)
+        pos_ids = self._position_ids(lm_in, batch)
+        pe = self.adapter.position_embeddings(self._lm, resid, pos_ids)
+        return self._layers(resid, pe, start, stop, base, per_layer, None, store), pos_ids, blocked
 
     def _position_ids(self, lm_in: LMInputs, batch: PromptBatch) -> torch.Tensor:
         if lm_in.position_ids is not None:
@@ -633,13 +651,8 @@ class HookedVideoLLM(HookedRootModule):
         eos = self.tokenizer.eos_token_id
         n, device, bsz = batch.seq_len, self.cfg.device, batch.size
         with self._driving():
-            lm_in = self.lm_inputs(batch)
-            base, per_layer, blocked = self._allowed(batch, interventions)
             store = KVStore.empty()
-            resid = self._embed(batch, lm_in)
-            pos_ids = self._position_ids(lm_in, batch)
-            pe = self.adapter.position_embeddings(self._lm, resid, pos_ids)
-            resid = self._layers(resid, pe, 0, self.cfg.n_layers, base, per_layer, None, store)
+            resid, pos_ids, blocked = self._prefill(batch, interventions, 0, self.cfg.n_layers, None, store)
             logits = self.unembed(resid[:, -1:])
             valid = batch.inputs.get("attention_mask", torch.ones(bsz, n, dtype=torch.long)).to(device).bool()
             last_rows = torch.tensor([int(layout["last"][0]) for layout in batch.layouts], device=device)

@@ -214,6 +214,7 @@ def blocked_masks(
 
     by_key: dict[tuple[int, ...], torch.Tensor] = {}
     out: dict[int, torch.Tensor] = {}
+    causal = torch.ones(seq_len, seq_len, dtype=torch.bool, device=device).tril()
     for layer in range(n_layers):
         key = tuple(i for i, part in enumerate(parts) if layer in part.layers)
         if not key:
@@ -233,7 +234,6 @@ def blocked_masks(
                             rows, cols = dst.to(device)[:, None], src.to(device)[None, :]
                         for h in heads:
                             mask[b, h, rows, cols] = True
-            causal = torch.ones(seq_len, seq_len, dtype=torch.bool, device=device).tril()
             empty = ((causal & ~mask).sum(-1) == 0).nonzero()
             if len(empty):
                 b, h, q = empty[0].tolist()

@@ -24,9 +24,7 @@ def dense_allowed(seq_len: int, edges: Edges) -> Bool[torch.Tensor, "q_pos k_pos
     """Causal mask with the listed ``(src keys, dst queries)`` edges removed."""
     allowed = torch.ones(seq_len, seq_len, dtype=torch.bool).tril()
     for src, dst in edges:
-        for q in dst.tolist():
-            for k in src.tolist():
-                allowed[q, k] = False
+        allowed[dst.long()[:, None], src.long()[None, :]] = False
     return allowed
 
 
