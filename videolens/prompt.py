@@ -230,6 +230,28 @@ def _anchor(text: str, start: int, end: int) -> int:
     return start
 
 
+def prompt_text(
+    processor: Any,
+    adapter: VideoLLMAdapter,
+    question: str,
+    options: Sequence[str] | None = None,
+    answer_prefix: str | None = None,
+    system: str | None = None,
+    instruction: str | None = None,
+) -> tuple[str, dict[str, tuple[int, int]], str, list[tuple[int, int]]]:
+    """The prompt text (before the processor expands the video) and where its parts are.
+
+    Returns the text, the character spans of the system and user text, the question
+    block, and each option's span inside the question block.
+    """
+    qtext, option_spans = question_block(question, options)
+    if instruction is None and options:
+        instruction = PAPER_INSTRUCTION
+    user = qtext + (f"\n{instruction}" if instruction else "")
+    text, spans = _assemble(_render(processor, adapter, system), system, user)
+    return text + (answer_prefix or ""), spans, qtext, option_spans
+
+
 def build_prompt(
     processor: Any,
     adapter: VideoLLMAdapter,
@@ -266,12 +288,7 @@ def build_prompt(
             stacklevel=3,
         )
 
-    qtext, option_spans = question_block(question, options)
-    if instruction is None and options:
-        instruction = PAPER_INSTRUCTION
-    user = qtext + (f"\n{instruction}" if instruction else "")
-    text, spans = _assemble(_render(processor, adapter, system), system, user)
-    text += answer_prefix or ""
+    text, spans, qtext, option_spans = prompt_text(processor, adapter, question, options, answer_prefix, system, instruction)
 
     inputs = processor(text=[text], videos=[frames], return_tensors="pt", **adapter.processor_kwargs(fps, len(frames)))
     inputs = dict(inputs)
@@ -320,13 +337,16 @@ def build_prompt(
     units: list[FrameUnit] = []
     cursor = v_start
     for t, ((h, w), covered) in enumerate(zip(structure.frame_grids, structure.frame_inputs)):
+        prefix = np.arange(cursor, cursor + structure.frame_prefix, dtype=np.int64)
+        cursor += structure.frame_prefix
         grid = np.arange(cursor, cursor + h * w).reshape(h, w)
         cursor += h * w
         stamp = float(timestamps[covered[0]]) if timestamps is not None and covered[0] < len(timestamps) else None
         if stamp is None and fps:
             stamp = covered[0] / fps
-        units.append(FrameUnit(grid, tuple(covered), stamp))
-        leaves[f"frame({t})"] = grid.reshape(-1).tolist()
+        unit = FrameUnit(grid, tuple(covered), stamp, prefix)
+        units.append(unit)
+        leaves[f"frame({t})"] = unit.positions.tolist()
     leaves["video_extra"] = list(range(cursor, v_start + v_len))
 
     last = seq_len - 1

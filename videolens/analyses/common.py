@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,31 +15,9 @@ from ..errors import LayoutError, VideoLensError
 from ..hooked import HookedVideoLLM
 from ..layout import LETTERS
 from ..prompt import PAPER_ANSWER_PREFIX, PAPER_SYSTEM, VideoPrompt
+from ..sample import Sample
 
 SampleMode = Literal["correct", "wrong", "all"]
-
-
-@dataclass
-class Sample:
-    """One multiple-choice video question.
-
-    Attributes:
-        video: a :class:`~videolens.Video`, frames array/tensor, or PIL list.
-        question: the question text.
-        options: the answer options.
-        answer: the true option (index, letter or text).
-        task: a task name for grouping results.
-        id: a sample id (defaults to its index in the run).
-        meta: anything else to carry into the results (e.g. labels for probes).
-    """
-
-    video: Any
-    question: str
-    options: Sequence[str]
-    answer: int | str
-    task: str = "default"
-    id: str | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
 
 
 def as_sample(item: Any) -> Sample | VideoPrompt:

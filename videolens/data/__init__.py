@@ -1,0 +1,1 @@
+"""Datasets: synthetic videos with temporal and static multiple-choice questions."""
