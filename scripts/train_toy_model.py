@@ -4,9 +4,11 @@
 
 Data are drawn fresh every step (never repeated) by DataLoader workers that run the real
 LLaVA-NeXT-Video processor, so training sees exactly what ``HookedVideoLLM.prepare``
-produces. Curriculum (needed: with shuffled options from the start the model stays at
-chance): options in a fixed order for ``--fixed-steps``, then shuffled with a probability
-that ramps to 1 over ``--ramp-steps``. Loss: cross-entropy of the answer letter at the
+produces. The schedule runs on progress p = max(step / steps, elapsed / max-minutes), so a run
+always completes it within its time budget: learning rate warms up over the first 5% and
+follows a cosine to zero; curriculum (needed: with shuffled options from the start the
+model stays at chance): options in a fixed order until p = ``--fixed``, then shuffled
+with a probability that ramps to 1 by p = ``--fixed + --ramp``. Loss: cross-entropy of the answer letter at the
 last position. Writes the model and processor (``save_pretrained``) and
 ``train_log.json`` (seed, steps, time, loss curve, held-out accuracy per task).
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from pathlib import Path
 
@@ -43,15 +46,15 @@ def encode(processor, samples) -> dict[str, torch.Tensor]:
 class Stream(IterableDataset):
     """Endless batches; the shuffle probability follows the trainer's current step."""
 
-    def __init__(self, batch: int, seed: int, step: mp.Value, fixed: int, ramp: int) -> None:
-        self.batch, self.seed, self.step, self.fixed, self.ramp = batch, seed, step, fixed, ramp
+    def __init__(self, batch: int, seed: int, progress: mp.Value, fixed: float, ramp: float) -> None:
+        self.batch, self.seed, self.progress, self.fixed, self.ramp = batch, seed, progress, fixed, ramp
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         rng = np.random.default_rng([self.seed, info.id if info else 0])
         processor = build_toy_processor(build_toy_tokenizer())
         while True:
-            p_shuffle = min(1.0, max(0.0, (self.step.value - self.fixed) / max(self.ramp, 1)))
+            p_shuffle = min(1.0, max(0.0, (self.progress.value - self.fixed) / self.ramp))
             tasks = rng.choice(TASKS, size=self.batch)
             samples = [make_sample(str(t), rng, shuffle_options=bool(rng.random() < p_shuffle)) for t in tasks]
             yield encode(processor, samples)
@@ -81,8 +84,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=12000)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--fixed-steps", type=int, default=3000)
-    ap.add_argument("--ramp-steps", type=int, default=3000)
+    ap.add_argument("--fixed", type=float, default=0.3, help="progress until which options keep a fixed order")
+    ap.add_argument("--ramp", type=float, default=0.25, help="progress over which shuffling ramps in")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=12)
     ap.add_argument("--max-minutes", type=float, default=8.0, help="stop (and save) after this long")
@@ -96,19 +99,22 @@ def main() -> None:
     model.config._attn_implementation = "sdpa"
     model.to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.steps, pct_start=0.05)
-    step = mp.Value("i", 0)
+    progress = mp.Value("d", 0.0)
     loader = DataLoader(
-        Stream(args.batch, args.seed, step, args.fixed_steps, args.ramp_steps),
+        Stream(args.batch, args.seed, progress, args.fixed, args.ramp),
         batch_size=None, num_workers=args.workers, persistent_workers=args.workers > 0, prefetch_factor=4 if args.workers else None,
     )
     log: dict = {"args": {k: str(v) for k, v in vars(args).items()}, "loss": [], "eval": []}
     start = time.time()
     running = 0.0
     for i, batch in enumerate(loader):
-        if i >= args.steps or time.time() - start > 60 * args.max_minutes:
+        p = max(i / args.steps, (time.time() - start) / (60 * args.max_minutes))
+        if p >= 1.0:
             break
-        step.value = i
+        progress.value = p
+        lr = args.lr * (p / 0.05 if p < 0.05 else 0.5 * (1 + math.cos(math.pi * (p - 0.05) / 0.95)))
+        for group in opt.param_groups:
+            group["lr"] = lr
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         labels = batch.pop("labels")
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
@@ -118,11 +124,11 @@ def main() -> None:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        sched.step()
         running += loss.item()
         if (i + 1) % 100 == 0:
-            log["loss"].append([i + 1, running / 100])
-            print(f"step {i + 1} loss {running / 100:.4f} ({time.time() - start:.0f}s)", flush=True)
+            log["loss"].append([i + 1, round(p, 4), running / 100])
+            if (i + 1) % 500 == 0:
+                print(f"step {i + 1} p={p:.2f} lr={lr:.2e} loss {running / 100:.4f} ({time.time() - start:.0f}s)", flush=True)
             running = 0.0
         if (i + 1) % args.eval_every == 0:
             acc = evaluate(model, processor, device, n_per_task=100)
