@@ -26,7 +26,7 @@ import torch
 import torch.multiprocessing as mp
 from torch.utils.data import DataLoader, IterableDataset
 
-from model_adapters.llava_next_video import LlavaNextVideoAdapter
+from videolens.adapters import VideoLLMAdapter
 from videolens.data.synthetic import TASKS, make_dataset, make_sample
 from videolens.layout import LETTERS
 from videolens.prompt import PAPER_ANSWER_PREFIX, PAPER_SYSTEM, prompt_text
@@ -35,7 +35,7 @@ from videolens.toy import build_toy_processor, build_toy_tokenizer, build_untrai
 
 def encode(processor, samples) -> dict[str, torch.Tensor]:
     """Processor inputs and answer-letter ids for a list of samples."""
-    adapter = LlavaNextVideoAdapter()
+    adapter = VideoLLMAdapter()  # only its '<video>' placeholder is used (the processor has a chat template)
     texts = [prompt_text(processor, adapter, s.question, s.options, PAPER_ANSWER_PREFIX, PAPER_SYSTEM)[0] for s in samples]
     batch = dict(processor(text=texts, videos=[s.video for s in samples], return_tensors="pt", padding=True))
     letters = processor.tokenizer.convert_tokens_to_ids([LETTERS[int(s.answer)] for s in samples])
