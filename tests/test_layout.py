@@ -12,6 +12,8 @@ EXPECTED = {  # family -> (temporal units for 8 frames, tokens per unit, extra v
     "llava_next_video": (8, 4, 0, 1),
     "llava_onevision": (8, 4, 1, 1),
     "qwen2_5_vl": (4, 4, 0, 2),
+    "qwen2_vl": (4, 4, 0, 2),
+    "video_llava": (8, 17, 0, 1),  # 1 CLS + 4x4 patches per frame
 }
 
 
@@ -35,7 +37,9 @@ def test_frames_follow_the_model_granularity(family, model, prompt):
     assert torch.equal(flat, torch.arange(flat[0], flat[0] + len(flat)))
     h, w = layout.grid(1).shape
     assert layout.patch(1, h - 1, w - 1) == int(layout.frame(1)[-1])
-    assert layout.video_coords()[int(layout.frame(2)[0])] == (2, 0, 0)
+    assert layout.video_coords()[int(layout.grid(2)[0, 0])] == (2, 0, 0)
+    # a frame is its prefix tokens (Video-LLaVA's CLS) followed by its grid
+    assert torch.equal(layout.frame(2)[len(layout.frame(2)) - h * w :], layout.grid(2).flatten())
 
 
 def test_timestamps_come_from_fps(family, model, prompt):

@@ -95,8 +95,13 @@ def test_video_rows_carry_their_frame_coordinates(family):
         assert (row.t, row.h, row.w) == coords[row.position]
         assert layout.patch(row.t, row.h, row.w) == row.position
         assert row.group == f"frame({row.t})"
-    extra = df[df["t"].isna()]
-    assert (extra["group"] == "video_extra").all() and len(extra) == 2 * len(layout["video_extra"])
+    unframed = df[df["t"].isna()]
+    extra = unframed[unframed["group"] == "video_extra"]
+    assert len(extra) == 2 * len(layout["video_extra"])
+    # the other video tokens without coordinates are frame prefix tokens (Video-LLaVA's CLS)
+    prefix = {int(p): f"frame({t})" for t, unit in enumerate(layout.frames) for p in unit.prefix}
+    rest = unframed[unframed["group"] != "video_extra"]
+    assert len(rest) == 2 * len(prefix) and all(prefix[r.position] == r.group for r in rest.itertuples())
 
 
 def test_only_the_asked_positions_are_projected():
@@ -269,3 +274,13 @@ def test_figures_build():
     probe.fit()
     assert len(probe.plot().to_dict()["data"]) == 3
     assert plot_probe_scores(probe.results_).to_dict()["data"]
+
+
+def test_frame_index_probe_labels_frame_prefix_tokens():
+    model = tiny("video_llava")
+    prompt = make_prompt(model)
+    probe = TemporalProbe(model, layers=[0], target="frame_index")
+    pos, _, keys = probe._examples(prompt.layout)
+    labels = probe._labels_for(prompt.layout, None, keys)
+    assert labels.tolist() == prompt.layout.frame_of()[pos.numpy()].tolist()
+    assert {int(prompt.layout.frames[t].prefix[0]) for t in range(8)} <= set(pos.tolist())

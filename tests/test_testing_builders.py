@@ -20,11 +20,15 @@ EXPECTED_VIDEO_TOKENS = {
     "llava_next_video": 32,
     "llava_onevision": 33,
     "qwen2_5_vl": 16,
+    "qwen2_vl": 16,
+    "video_llava": 136,  # 8 frames x (1 CLS + 4x4 patches)
 }
 EXPECTED_PADDING_SIDE = {
     "llava_next_video": "left",
     "llava_onevision": "left",
     "qwen2_5_vl": "right",
+    "qwen2_vl": "right",
+    "video_llava": "left",
 }
 
 
@@ -151,6 +155,8 @@ def test_chat_templates_render_family_formats() -> None:
         "<|im_start|>system\nAnswer briefly.<|im_end|>\n<|im_start|>user\n"
         "<|vision_start|><|video_pad|><|vision_end|>Q?<|im_end|>\n<|im_start|>assistant\n"
     )
+    assert rendered["qwen2_vl"] == rendered["qwen2_5_vl"]
+    assert rendered["video_llava"] == rendered["llava_next_video"]
 
 
 def test_qwen_video_metadata_sets_time_step() -> None:

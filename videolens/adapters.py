@@ -35,28 +35,39 @@ class VideoStructure:
         frame_grids: ``(h, w)`` token grid of each temporal unit, in sequence order.
         frame_inputs: the input frames each unit covers.
         trailing: name -> count of extra video tokens after the last unit (e.g. a newline).
+        frame_prefix: tokens at the start of every unit, before its grid, that belong to
+            the unit but to no patch (e.g. Video-LLaVA's per-frame CLS token). Each unit
+            is then ``frame_prefix + h * w`` tokens long.
     """
 
     frame_grids: list[tuple[int, int]]
     frame_inputs: list[tuple[int, ...]]
     trailing: dict[str, int] = field(default_factory=dict)
+    frame_prefix: int = 0
 
     @property
     def n_tokens(self) -> int:
-        return sum(h * w for h, w in self.frame_grids) + sum(self.trailing.values())
+        units = sum(self.frame_prefix + h * w for h, w in self.frame_grids)
+        return units + sum(self.trailing.values())
 
 
-def square_grids(n_tokens: int, n_frames: int, trailing: dict[str, int] | None = None) -> VideoStructure:
-    """Split ``n_tokens`` video tokens into ``n_frames`` equal square grids (plus trailing tokens)."""
+def square_grids(
+    n_tokens: int, n_frames: int, trailing: dict[str, int] | None = None, frame_prefix: int = 0
+) -> VideoStructure:
+    """Split ``n_tokens`` video tokens into ``n_frames`` equal square grids (plus trailing tokens).
+
+    With ``frame_prefix`` each frame starts with that many non-patch tokens before its grid.
+    """
     trailing = trailing or {}
     per_frame, rest = divmod(n_tokens - sum(trailing.values()), n_frames)
-    side = math.isqrt(per_frame)
-    if rest or side * side != per_frame:
+    side = math.isqrt(max(per_frame - frame_prefix, 0))
+    if rest or frame_prefix + side * side != per_frame:
+        prefix = f" after {frame_prefix} prefix token(s) each" if frame_prefix else ""
         raise LayoutError(
-            f"{n_tokens} video tokens do not split into {n_frames} square frame grids "
+            f"{n_tokens} video tokens do not split into {n_frames} square frame grids{prefix} "
             f"(plus {trailing}); the processor and the adapter disagree about the frame layout."
         )
-    return VideoStructure([(side, side)] * n_frames, [(t,) for t in range(n_frames)], trailing)
+    return VideoStructure([(side, side)] * n_frames, [(t,) for t in range(n_frames)], trailing, frame_prefix)
 
 
 def get_path(root: nn.Module, path: HFPath) -> Any:

@@ -10,7 +10,8 @@ Leaf groups partition the sequence: every position is in exactly one of
 
 - ``template``: chat-template tokens (BOS, role markers, separators, vision start/end),
 - ``system``: the system prompt,
-- ``frame(t)``: the video tokens of the model's t-th temporal unit,
+- ``frame(t)``: the video tokens of the model's t-th temporal unit (its patch grid, plus
+  any per-frame prefix token such as Video-LLaVA's CLS, which belongs to no patch),
 - ``video_extra``: video tokens that belong to no frame (LLaVA-OneVision's newline),
 - ``question_body``: the question without its options (labels included),
 - ``option(k)``: the k-th option, e.g. ``"(B) Took the box."``,
@@ -49,15 +50,19 @@ class FrameUnit:
         grid: ``(h, w)`` array of sequence positions of this unit's patch tokens.
         input_frames: indices of the input frames this unit covers (Qwen-VL merges two).
         timestamp: start time in seconds of the first covered input frame, if known.
+        prefix: positions of the unit's tokens before its grid that are no patch (e.g.
+            Video-LLaVA's per-frame CLS token); empty for most families.
     """
 
     grid: np.ndarray
     input_frames: tuple[int, ...]
     timestamp: float | None = None
+    prefix: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @property
     def positions(self) -> np.ndarray:
-        return self.grid.reshape(-1)
+        """All of the unit's positions: the prefix tokens, then the grid row-major."""
+        return np.concatenate([self.prefix, self.grid.reshape(-1)])
 
 
 @dataclass
@@ -131,7 +136,7 @@ class TokenLayout:
         return torch.as_tensor(self.frames[t].grid, dtype=torch.long)
 
     def video_coords(self) -> dict[int, tuple[int, int, int]]:
-        """Map every frame token position to its ``(t, h, w)``."""
+        """Map every patch token position to its ``(t, h, w)`` (frame prefix tokens have none)."""
         out: dict[int, tuple[int, int, int]] = {}
         for t, unit in enumerate(self.frames):
             for (h, w), pos in np.ndenumerate(unit.grid):
@@ -225,7 +230,7 @@ class TokenLayout:
         pad = np.setdiff1d(np.arange(seq_len), np.arange(offset, offset + self.seq_len))
         if pad.size:
             leaves["padding"] = pad
-        frames = [FrameUnit(f.grid + offset, f.input_frames, f.timestamp) for f in self.frames]
+        frames = [FrameUnit(f.grid + offset, f.input_frames, f.timestamp, f.prefix + offset) for f in self.frames]
         return TokenLayout(seq_len, frames, leaves, self.answer_index, dict(self.texts))
 
     def with_answer(self, answer_index: int | None) -> TokenLayout:

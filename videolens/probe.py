@@ -137,8 +137,8 @@ class TemporalProbe:
     def _labels_for(self, layout: TokenLayout, labels: Any, keys: list[int]) -> np.ndarray:
         """One label per example row (see the module docstring for what ``labels`` may be)."""
         if self.target == "frame_index":
-            coords = layout.video_coords()
-            return np.asarray([k if self.pool == "frame_mean" else coords[k][0] for k in keys])
+            frame_of = layout.frame_of()
+            return np.asarray([k if self.pool == "frame_mean" else int(frame_of[k]) for k in keys])
         if labels is None:
             raise VideoLensError("This sample has no labels; pass (prompt, labels) pairs or target='frame_index'.")
         if callable(labels):

@@ -22,6 +22,13 @@ tiny resolution by the processor):
   patch grid, ``temporal_patch_size=2`` merges pairs of frames and the 2x2
   spatial merger gives **4 tokens per temporal unit = 2 tokens per frame**:
   ``video_grid_thw = (4, 4, 4)`` and 16 ``<|video_pad|>`` tokens for 8 frames.
+* ``qwen2_vl``: the same sizes as ``qwen2_5_vl`` (56x56 frames, patch 14,
+  temporal patch 2, 2x2 merge) -> **4 tokens per temporal unit**, 16
+  ``<|video_pad|>`` tokens for 8 frames.
+* ``video_llava``: frames resized and centre-cropped to 32x32, CLIP patch 8
+  -> 4x4 patches, and the CLS token is KEPT, first, with no pooling ->
+  **1 + 16 = 17 tokens per frame**, 8 * 17 = 136 ``<video>`` tokens for 8
+  frames (the real 224px/patch-14 model: 1 + 256 = 257 per frame).
 
 Chat templates (``processor.chat_template`` == ``tokenizer.chat_template``),
 rendered for a system message plus a user turn ``[video, "Q?"]`` with
@@ -30,13 +37,16 @@ rendered for a system message plus a user turn ``[video, "Q?"]`` with
 * ``llava_next_video`` (Vicuna style, media first):
   ``"{system} USER: <video>\nQ? ASSISTANT:"``; finished assistant turns end in
   ``</s>``. The tokenizer itself prepends ``<s>`` (like the Llama tokenizer).
+* ``video_llava``: the same Vicuna template as ``llava_next_video``
+  (``"USER: <video>\nQ? ASSISTANT:"``, the format of HF's Video-LLaVA docs).
 * ``llava_onevision`` (ChatML): ``"<|im_start|>system\n{system}<|im_end|>\n
   <|im_start|>user\n<video>\nQ?<|im_end|>\n<|im_start|>assistant\n"``.
 * ``qwen2_5_vl`` (ChatML, media inline in content order):
   ``"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n
   <|vision_start|><|video_pad|><|vision_end|>Q?<|im_end|>\n
   <|im_start|>assistant\n"``; without a system message the Qwen default
-  ``"You are a helpful assistant."`` is inserted.
+  ``"You are a helpful assistant."`` is inserted. ``qwen2_vl`` uses the same
+  tokenizer and template.
 
 Content may also be a plain string. Several text items are joined with a space
 (LLaVA-NeXT-Video) or concatenated (ChatML families), as the real templates do.
@@ -44,7 +54,9 @@ Content may also be a plain string. Several text items are joined with a space
 Padding side follows the real checkpoints: the llava-hf conversions of
 LLaVA-NeXT-Video and LLaVA-OneVision are set up for ``padding_side="left"``
 (batched generation); Qwen2.5-VL keeps the tokenizer default ``"right"`` (its
-docs recommend switching to left for batched generation). Having both sides in the test models keeps code that
+docs recommend switching to left for batched generation). The tiny Video-LLaVA
+pads left (like the other LLaVA tokenizers here) and Qwen2-VL right (like
+Qwen2.5-VL). Having both sides in the test models keeps code that
 locates tokens honest about padding.
 
 Quirks found in transformers 5.23:
@@ -79,6 +91,17 @@ Quirks found in transformers 5.23:
 * ``vision_feature_select_strategy="default"`` (LLaVA-NeXT-Video) drops the CLS
   token of the CLIP tower, so the processor must be told
   ``num_additional_image_tokens=1`` for images; videos ignore it.
+* Video-LLaVA applies ``vision_feature_select_strategy`` to images only: video
+  frames keep the CLS token (``get_video_features`` takes the whole hidden
+  state), and the processor counts ``num_additional_image_tokens`` (1) extra
+  tokens per frame. Its config's ``video_seq_length`` (8 * 17 here, 2056 =
+  8 * 257 in the real config) is informational. The model has two CLIP towers
+  (``image_tower`` and ``video_tower``) of the same config.
+* Qwen2-VL has no ``second_per_grid_ts``: the temporal rotary position of unit
+  ``t`` is ``t`` whatever the frame rate, and its processor returns only
+  ``video_grid_thw`` and ``mm_token_type_ids`` besides the pixels. Its vision
+  config names the tower width ``embed_dim`` (``hidden_size`` is the merger's
+  output, i.e. the text width) and has no window attention.
 """
 
 from __future__ import annotations
@@ -120,9 +143,17 @@ from transformers import (
     Qwen2_5_VLForConditionalGeneration,
     Qwen2_5_VLProcessor,
     Qwen2Config,
+    Qwen2VLConfig,
+    Qwen2VLForConditionalGeneration,
     Qwen2VLImageProcessor,
+    Qwen2VLProcessor,
     Qwen2VLVideoProcessor,
     SiglipVisionConfig,
+    VideoLlavaConfig,
+    VideoLlavaForConditionalGeneration,
+    VideoLlavaImageProcessor,
+    VideoLlavaProcessor,
+    VideoLlavaVideoProcessor,
 )
 
 __all__ = [
@@ -137,6 +168,8 @@ SUPPORTED_TINY_FAMILIES: tuple[str, ...] = (
     "llava_next_video",
     "llava_onevision",
     "qwen2_5_vl",
+    "qwen2_vl",
+    "video_llava",
 )
 
 # --------------------------------------------------------------------------- sizes
@@ -324,6 +357,10 @@ _TOKENIZER_SPECS: dict[str, _TokenizerSpec] = {
         },
     ),
 }
+# Qwen2-VL shares Qwen2.5-VL's tokenizer and template; Video-LLaVA (Vicuna text tower)
+# shares LLaVA-NeXT-Video's tokens and its "USER: <video>\n... ASSISTANT:" format.
+_TOKENIZER_SPECS["qwen2_vl"] = _TOKENIZER_SPECS["qwen2_5_vl"]
+_TOKENIZER_SPECS["video_llava"] = _TOKENIZER_SPECS["llava_next_video"]
 
 
 def _check_family(family: str) -> None:
@@ -546,6 +583,70 @@ def _qwen2_5_vl_config(dims: _TextDims, tokenizer: PreTrainedTokenizerFast) -> Q
     )
 
 
+def _qwen2_vl_config(dims: _TextDims, tokenizer: PreTrainedTokenizerFast) -> Qwen2VLConfig:
+    """Qwen2-VL vision tower (full attention, 2x2 merger) + Qwen2-VL text tower.
+
+    The vision config names differ from Qwen2.5-VL's: ``embed_dim`` is the tower's width
+    and ``hidden_size`` the merger's output (the text width); there is no window attention
+    and no ``tokens_per_second``.
+    """
+    head_dim = dims.hidden_size // dims.num_heads
+    vision = {
+        "depth": _VISION_LAYERS,
+        "embed_dim": _VISION_HIDDEN,
+        "hidden_size": dims.hidden_size,
+        "mlp_ratio": 2,
+        "num_heads": _VISION_HEADS,
+        "patch_size": _QWEN_PATCH_SIZE,
+        "spatial_merge_size": _QWEN_MERGE_SIZE,
+        "temporal_patch_size": _QWEN_TEMPORAL_PATCH,
+    }
+    text = {
+        "model_type": "qwen2_vl_text",
+        **dims.common_kwargs(),
+        **_token_ids(tokenizer),
+        "rope_parameters": {
+            "rope_type": "default",
+            "rope_theta": 1_000_000.0,
+            "mrope_section": _mrope_section(head_dim),
+        },
+    }
+    return Qwen2VLConfig(
+        text_config=text,
+        vision_config=vision,
+        image_token_id=tokenizer.convert_tokens_to_ids("<|image_pad|>"),
+        video_token_id=tokenizer.convert_tokens_to_ids("<|video_pad|>"),
+        vision_start_token_id=tokenizer.convert_tokens_to_ids("<|vision_start|>"),
+        vision_end_token_id=tokenizer.convert_tokens_to_ids("<|vision_end|>"),
+        tie_word_embeddings=False,
+    )
+
+
+def _video_llava_config(dims: _TextDims, tokenizer: PreTrainedTokenizerFast) -> VideoLlavaConfig:
+    """CLIP video/image towers + Llama text tower; video frames keep their CLS token."""
+    vision = CLIPVisionConfig(
+        hidden_size=_VISION_HIDDEN,
+        intermediate_size=2 * _VISION_HIDDEN,
+        num_hidden_layers=_VISION_LAYERS,
+        num_attention_heads=_VISION_HEADS,
+        image_size=_LLAVA_IMAGE_SIZE,
+        patch_size=_LLAVA_PATCH_SIZE,
+        projection_dim=_VISION_HIDDEN,
+    )
+    text = LlamaConfig(**dims.common_kwargs(), **_token_ids(tokenizer), tie_word_embeddings=False)
+    patches = (_LLAVA_IMAGE_SIZE // _LLAVA_PATCH_SIZE) ** 2
+    return VideoLlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        video_token_index=tokenizer.convert_tokens_to_ids("<video>"),
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-2,
+        image_seq_length=patches,
+        video_seq_length=8 * (patches + 1),
+    )
+
+
 # --------------------------------------------------------------------------- processors
 def _llava_next_video_processor(
     tokenizer: PreTrainedTokenizerFast,
@@ -600,6 +701,41 @@ def _qwen2_5_vl_processor(tokenizer: PreTrainedTokenizerFast) -> Qwen2_5_VLProce
     )
 
 
+def _qwen2_vl_processor(tokenizer: PreTrainedTokenizerFast) -> Qwen2VLProcessor:
+    """Real Qwen2-VL processor pinning every frame to 56x56 pixels (min = max)."""
+    size = {"shortest_edge": _QWEN_FRAME_PIXELS, "longest_edge": _QWEN_FRAME_PIXELS}
+    shared = {
+        "size": size,
+        "patch_size": _QWEN_PATCH_SIZE,
+        "merge_size": _QWEN_MERGE_SIZE,
+        "temporal_patch_size": _QWEN_TEMPORAL_PATCH,
+    }
+    return Qwen2VLProcessor(
+        image_processor=Qwen2VLImageProcessor(**shared),
+        tokenizer=tokenizer,
+        video_processor=Qwen2VLVideoProcessor(**shared, cap_pixels_per_frame=False),
+        chat_template=tokenizer.chat_template,
+    )
+
+
+def _video_llava_processor(tokenizer: PreTrainedTokenizerFast) -> VideoLlavaProcessor:
+    """Real Video-LLaVA processor resizing/cropping every frame to the tiny size."""
+    size = _LLAVA_IMAGE_SIZE
+    common = {
+        "size": {"shortest_edge": size},
+        "crop_size": {"height": size, "width": size},
+    }
+    return VideoLlavaProcessor(
+        image_processor=VideoLlavaImageProcessor(**common),
+        video_processor=VideoLlavaVideoProcessor(**common),
+        tokenizer=tokenizer,
+        patch_size=_LLAVA_PATCH_SIZE,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=tokenizer.chat_template,
+    )
+
+
 @dataclass(frozen=True)
 class _FamilyBuilders:
     """The three family-specific pieces: config, model class and processor."""
@@ -621,6 +757,8 @@ _FAMILIES: dict[str, _FamilyBuilders] = {
         _llava_onevision_processor,
     ),
     "qwen2_5_vl": _FamilyBuilders(_qwen2_5_vl_config, Qwen2_5_VLForConditionalGeneration, _qwen2_5_vl_processor),
+    "qwen2_vl": _FamilyBuilders(_qwen2_vl_config, Qwen2VLForConditionalGeneration, _qwen2_vl_processor),
+    "video_llava": _FamilyBuilders(_video_llava_config, VideoLlavaForConditionalGeneration, _video_llava_processor),
 }
 
 
