@@ -36,7 +36,9 @@ from videolens.toy import build_toy_processor, build_toy_tokenizer, build_untrai
 def encode(processor, samples) -> dict[str, torch.Tensor]:
     """Processor inputs and answer-letter ids for a list of samples."""
     adapter = VideoLLMAdapter()  # only its '<video>' placeholder is used (the processor has a chat template)
-    texts = [prompt_text(processor, adapter, s.question, s.options, PAPER_ANSWER_PREFIX, PAPER_SYSTEM)[0] for s in samples]
+    texts = [
+        prompt_text(processor, adapter, s.question, s.options, PAPER_ANSWER_PREFIX, PAPER_SYSTEM)[0] for s in samples
+    ]
     batch = dict(processor(text=texts, videos=[s.video for s in samples], return_tensors="pt", padding=True))
     letters = processor.tokenizer.convert_tokens_to_ids([LETTERS[int(s.answer)] for s in samples])
     batch["labels"] = torch.tensor(letters)
@@ -90,19 +92,25 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=12)
     ap.add_argument("--max-minutes", type=float, default=8.0, help="stop (and save) after this long")
     ap.add_argument("--eval-every", type=int, default=1000)
+    ap.add_argument("--init", type=Path, default=None, help="continue from a saved toy model instead of random weights")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
 
     torch.manual_seed(args.seed)
     device = torch.device(args.device)
     model, processor = build_untrained_toy()
+    if args.init is not None:
+        model = type(model).from_pretrained(args.init)
     model.config._attn_implementation = "sdpa"
     model.to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     progress = mp.Value("d", 0.0)
     loader = DataLoader(
         Stream(args.batch, args.seed, progress, args.fixed, args.ramp),
-        batch_size=None, num_workers=args.workers, persistent_workers=args.workers > 0, prefetch_factor=4 if args.workers else None,
+        batch_size=None,
+        num_workers=args.workers,
+        persistent_workers=args.workers > 0,
+        prefetch_factor=4 if args.workers else None,
     )
     log: dict = {"args": {k: str(v) for k, v in vars(args).items()}, "loss": [], "eval": []}
     start = time.time()
@@ -128,7 +136,10 @@ def main() -> None:
         if (i + 1) % 100 == 0:
             log["loss"].append([i + 1, round(p, 4), running / 100])
             if (i + 1) % 500 == 0:
-                print(f"step {i + 1} p={p:.2f} lr={lr:.2e} loss {running / 100:.4f} ({time.time() - start:.0f}s)", flush=True)
+                print(
+                    f"step {i + 1} p={p:.2f} lr={lr:.2e} loss {running / 100:.4f} ({time.time() - start:.0f}s)",
+                    flush=True,
+                )
             running = 0.0
         if (i + 1) % args.eval_every == 0:
             acc = evaluate(model, processor, device, n_per_task=100)
