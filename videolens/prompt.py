@@ -288,7 +288,9 @@ def build_prompt(
             stacklevel=3,
         )
 
-    text, spans, qtext, option_spans = prompt_text(processor, adapter, question, options, answer_prefix, system, instruction)
+    text, spans, qtext, option_spans = prompt_text(
+        processor, adapter, question, options, answer_prefix, system, instruction
+    )
 
     inputs = processor(text=[text], videos=[frames], return_tensors="pt", **adapter.processor_kwargs(fps, len(frames)))
     inputs = dict(inputs)

@@ -59,7 +59,9 @@ def build_toy_tokenizer() -> PreTrainedTokenizerFast:
     tok.decoder = decoders.WordPiece(prefix="##", cleanup=True)
     tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIALS])
     bos = vocab["<s>"]
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos)])
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos)]
+    )
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         bos_token="<s>",
@@ -76,22 +78,38 @@ def build_toy_tokenizer() -> PreTrainedTokenizerFast:
 def build_toy_config(tokenizer: PreTrainedTokenizerFast) -> LlavaNextVideoConfig:
     """The toy model's architecture."""
     vision = CLIPVisionConfig(
-        hidden_size=96, intermediate_size=384, num_hidden_layers=2, num_attention_heads=4,
-        image_size=FRAME_SIZE, patch_size=PATCH_SIZE, projection_dim=96,
+        hidden_size=96,
+        intermediate_size=384,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=FRAME_SIZE,
+        patch_size=PATCH_SIZE,
+        projection_dim=96,
     )
     text = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=128, intermediate_size=512, num_hidden_layers=8,
-        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False,
+        vocab_size=len(tokenizer),
+        hidden_size=128,
+        intermediate_size=512,
+        num_hidden_layers=8,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
     )
     s = FRAME_SIZE
     return LlavaNextVideoConfig(
-        vision_config=vision, text_config=text,
+        vision_config=vision,
+        text_config=text,
         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
         video_token_index=tokenizer.convert_tokens_to_ids("<video>"),
-        vision_feature_select_strategy="default", vision_feature_layer=-1,
-        image_grid_pinpoints=[[s, s]], spatial_pool_mode="average", spatial_pool_stride=2,
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-1,
+        image_grid_pinpoints=[[s, s]],
+        spatial_pool_mode="average",
+        spatial_pool_stride=2,
     )
 
 

@@ -63,7 +63,9 @@ def _free_spots(rng: np.random.Generator, n: int, size: int) -> list[tuple[int, 
     return [(cells[i][0] + int(j[0]), cells[i][1] + int(j[1])) for i, j in zip(picks, jitter)]
 
 
-def _options(rng: np.random.Generator, answer: str, pool: Sequence[str], must: Sequence[str], shuffle: bool) -> tuple[list[str], int]:
+def _options(
+    rng: np.random.Generator, answer: str, pool: Sequence[str], must: Sequence[str], shuffle: bool
+) -> tuple[list[str], int]:
     """Four options containing ``answer`` and ``must``; shuffled, or in the pool's order."""
     chosen = list(dict.fromkeys([answer, *must]))
     rest = [c for c in pool if c not in chosen]
