@@ -34,19 +34,25 @@ class CLIError(Exception):
 
 
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="videolens", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="videolens", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def common(p: argparse.ArgumentParser, data: bool = True) -> None:
-        p.add_argument("--model", default=DEFAULT_MODEL, help=f"hub id, local folder or shipped name (default {DEFAULT_MODEL})")
+        p.add_argument(
+            "--model", default=DEFAULT_MODEL, help=f"hub id, local folder or shipped name (default {DEFAULT_MODEL})"
+        )
         p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
-        p.add_argument("--dtype", default=None, help="float32, bfloat16, float16 (default float32 on CPU, bfloat16 on GPU)")
+        p.add_argument(
+            "--dtype", default=None, help="float32, bfloat16, float16 (default float32 on CPU, bfloat16 on GPU)"
+        )
         p.add_argument("--out", type=Path, default=None, help="output folder (default runs/<command>-<time>)")
         if not data:
             return
         p.add_argument("--n-per-task", type=int, default=8, help="synthetic samples per task (default 8)")
         p.add_argument("--tasks", nargs="+", default=None, help="synthetic tasks to use (default all)")
-        p.add_argument("--seed", type=int, default=1234, help="seed of the synthetic data")
+        p.add_argument("--seed", type=int, default=0, help="seed of the synthetic data")
         p.add_argument("--video", type=Path, help="a video file: analyse this one sample instead of synthetic data")
         p.add_argument("--question", help="the question about --video")
         p.add_argument("--options", nargs="+", help="the answer options")
@@ -57,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="run every analysis on the toy model and write a report (CPU, < 2 min)")
     common(p)
+    p.set_defaults(n_per_task=10)
     p = sub.add_parser("flow", help="information-flow knockout sweep")
     common(p)
     p.add_argument("--target", choices=TARGET_NAMES, nargs="+", default=["cross-frame", "vql-to-ql"])
@@ -97,6 +104,7 @@ def _load(args: argparse.Namespace) -> Any:
 
 def _samples(args: argparse.Namespace) -> list[Any]:
     from .data.synthetic import TASKS, make_dataset
+    from .prompt import resolve_answer
     from .sample import Sample
     from .video import load_video
 
@@ -104,8 +112,18 @@ def _samples(args: argparse.Namespace) -> list[Any]:
         if not args.question or not args.options:
             raise CLIError("--video needs --question and --options (and --answer for most analyses).")
         answer = args.answer if args.answer is None or not args.answer.isdigit() else int(args.answer)
+        resolve_answer(args.options, answer)  # fail before the (slow) video and model loading
         video = load_video(args.video, num_frames=args.num_frames)
-        return [Sample(video, args.question, args.options, answer if answer is not None else 0, task="video", id=args.video.name)]
+        return [
+            Sample(
+                video,
+                args.question,
+                args.options,
+                answer if answer is not None else 0,
+                task="video",
+                id=args.video.name,
+            )
+        ]
     if any(v is not None for v in (args.question, args.options, args.answer)):
         raise CLIError("--question/--options/--answer describe a --video; pass --video too.")
     tasks = args.tasks or list(TASKS)
@@ -125,7 +143,12 @@ def _accuracy_figure(df: Any) -> Any:
     import plotly.graph_objects as go
 
     fig = go.Figure(go.Bar(x=df["task"], y=df["accuracy"], text=df["accuracy"].round(1), textposition="auto"))
-    fig.update_layout(title="Accuracy per task (no intervention)", yaxis_title="accuracy (%)", yaxis_range=[0, 100], template="plotly_white")
+    fig.update_layout(
+        title="Accuracy per task (no intervention)",
+        yaxis_title="accuracy (%)",
+        yaxis_range=[0, 100],
+        template="plotly_white",
+    )
     return fig
 
 
@@ -137,8 +160,14 @@ def run_flow(model: Any, samples: list, out: Path, args: argparse.Namespace, tar
     window = args.window if getattr(args, "window", None) else max(1, model.cfg.n_layers // 3)
     for target in targets:
         df = information_flow(
-            model, samples, target, window=window, window_style=getattr(args, "window_style", "center"),
-            sample_mode=args.sample_mode, out=out / f"flow_{target}.jsonl", progress=not args.no_progress,
+            model,
+            samples,
+            target,
+            window=window,
+            window_style=getattr(args, "window_style", "center"),
+            sample_mode=args.sample_mode,
+            out=out / f"flow_{target}.jsonl",
+            progress=not args.no_progress,
         )
         if df.empty:
             print(f"  {target}: no samples left after --sample-mode {args.sample_mode}")
@@ -146,7 +175,12 @@ def run_flow(model: Any, samples: list, out: Path, args: argparse.Namespace, tar
         df.drop(columns=["layers_blocked"]).to_csv(out / f"flow_{target}.csv", index=False)
         acc = flow_accuracy(df)
         acc.to_csv(out / f"flow_{target}_accuracy.csv", index=False)
-        figures += [plot_information_flow(df), plot_flow_accuracy(acc, df.attrs["base_accuracy"]).update_layout(title=f"Accuracy under knockout: {target}")]
+        by_task = df["pathway"].nunique() == 1 and df["task"].nunique() > 1
+        title = f"Accuracy under knockout: {target}" + (" (per task)" if by_task else "")
+        figures += [
+            plot_information_flow(df),
+            plot_flow_accuracy(acc, df.attrs["base_accuracy"], hue="task" if by_task else "pathway", title=title),
+        ]
     return figures
 
 
@@ -154,8 +188,6 @@ def run_pathways(model: Any, samples: list, out: Path, args: argparse.Namespace)
     from .analyses import PAPER_PATHWAYS, effective_pathways, pathway_summary
     from .viz import plot_effective_pathways
 
-    if args.spec not in PAPER_PATHWAYS:
-        raise CLIError(f"Unknown spec {args.spec!r}; use one of {', '.join(PAPER_PATHWAYS)}.")
     spec = PAPER_PATHWAYS[args.spec].scaled(model.cfg.n_layers)
     df = effective_pathways(model, samples, spec, out=out / "pathways.jsonl", progress=not args.no_progress)
     df.to_csv(out / "pathways.csv", index=False)
@@ -168,7 +200,9 @@ def run_answer_prob(model: Any, samples: list, out: Path, args: argparse.Namespa
     from .analyses import answer_probability
     from .viz import plot_answer_probability
 
-    df = answer_probability(model, samples, sample_mode=args.sample_mode, out=out / "answer_prob.jsonl", progress=not args.no_progress)
+    df = answer_probability(
+        model, samples, sample_mode=args.sample_mode, out=out / "answer_prob.jsonl", progress=not args.no_progress
+    )
     if df.empty:
         return []
     df.drop(columns=["top_tokens"]).to_csv(out / "answer_prob.csv", index=False)
@@ -185,11 +219,18 @@ def run_lens(model: Any, samples: list, out: Path, args: argparse.Namespace) -> 
     prompts = [prompt_for(model, s) for s in samples]
     toy = model.tokenizer.convert_tokens_to_ids("left") != model.tokenizer.unk_token_id
     bags = {"temporal": [*DIRECTIONS, "first", "after"], "spatial": [*COLORS, *COUNTS]} if toy else PAPER_BAGS
-    freq = vocab_frequency(lens, prompts, bags, bin_size=max(1, model.cfg.n_layers // 4), site="output", progress=not args.no_progress)
+    freq = vocab_frequency(
+        lens, prompts, bags, bin_size=max(1, model.cfg.n_layers // 4), site="output", progress=not args.no_progress
+    )
     freq.to_csv(out / "vocab_frequency.csv", index=False)
     words = lens.video_tokens(prompts[0], site="output", top_k=1)
     words.to_csv(out / "video_token_words.csv", index=False)
-    return [plot_vocab_frequency(freq), plot_frame_words(words, prompts[0].frames, bin_size=max(1, model.cfg.n_layers // 4), n_layers=model.cfg.n_layers)]
+    return [
+        plot_vocab_frequency(freq),
+        plot_frame_words(
+            words, prompts[0].frames, bin_size=max(1, model.cfg.n_layers // 4), n_layers=model.cfg.n_layers
+        ),
+    ]
 
 
 def run_baseline(model: Any, samples: list, out: Path, args: argparse.Namespace) -> tuple[list, Any]:
@@ -203,7 +244,9 @@ def run_baseline(model: Any, samples: list, out: Path, args: argparse.Namespace)
     with torch.no_grad():
         for s in samples:
             p = prompt_for(model, s)
-            rows.append({"task": s.task, "correct": int(model(p)[0, -1].argmax()) == option_token_ids(model, p)[p.answer]})
+            rows.append(
+                {"task": s.task, "correct": int(model(p)[0, -1].argmax()) == option_token_ids(model, p)[p.answer]}
+            )
     acc = pd.DataFrame(rows).groupby("task", sort=False)["correct"].mean().mul(100).rename("accuracy").reset_index()
     acc.to_csv(out / "accuracy.csv", index=False)
     return [_accuracy_figure(acc)], acc
@@ -244,6 +287,21 @@ def _dispatch(args: argparse.Namespace) -> int:
         model = _load(args)
         print(model)
         return 0
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # weight loading is quick; keep the terminal for our own bars
+    hf_logging.set_verbosity_error()
+    try:
+        from huggingface_hub.utils import logging as hub_logging
+
+        hub_logging.set_verbosity_error()  # hub retries become our one-line error instead
+    except ImportError:  # pragma: no cover
+        pass
+    if args.command == "pathways":
+        from .analyses import PAPER_PATHWAYS
+
+        if args.spec not in PAPER_PATHWAYS:
+            raise CLIError(f"Unknown spec {args.spec!r}; use one of {', '.join(PAPER_PATHWAYS)}.")
     samples = _samples(args)
     model = _load(args)
     out = _out(args)

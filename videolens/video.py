@@ -8,7 +8,9 @@ model's processor resizes them.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -76,6 +78,26 @@ def sample_indices(
     return np.clip(np.round(idx).astype(np.int64), start, end - 1)
 
 
+@contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Silence FFmpeg's own messages (written straight to fd 2) while decord opens a file;
+    our exception carries the reason instead."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, ValueError, OSError):  # no real stderr (e.g. captured)
+        yield
+        return
+    saved = os.dup(fd)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+        yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+        os.close(devnull)
+
+
 def load_video(
     path: str | os.PathLike,
     num_frames: int = 8,
@@ -108,7 +130,8 @@ def load_video(
     except ImportError as exc:  # pragma: no cover - decord is a hard dependency
         raise VideoDecodeError("decord is not installed: pip install decord") from exc
     try:
-        reader = decord.VideoReader(str(p), ctx=decord.cpu(0))
+        with _quiet_native_stderr():
+            reader = decord.VideoReader(str(p), ctx=decord.cpu(0))
         total = len(reader)
         fps = float(reader.get_avg_fps()) or 0.0
     except Exception as exc:  # decord raises its own DECORDError and RuntimeErrors

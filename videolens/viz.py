@@ -62,16 +62,13 @@ def plot_information_flow(df: pd.DataFrame, metric: str = "relative_diff") -> go
     )
 
 
-def plot_flow_accuracy(acc: pd.DataFrame, base_accuracy: float | None = None) -> go.Figure:
-    """Accuracy per blocked pathway vs layer (from :func:`~videolens.analyses.flow_accuracy`)."""
-    return plot_layer_curves(
-        acc.rename(columns={"accuracy": "acc"}),
-        "acc",
-        "pathway",
-        "Accuracy under knockout",
-        "accuracy (%)",
-        base_accuracy,
-    )
+def plot_flow_accuracy(
+    acc: pd.DataFrame, base_accuracy: float | None = None, hue: str = "pathway", title: str = "Accuracy under knockout"
+) -> go.Figure:
+    """Accuracy per blocked pathway (or per task: ``hue="task"``) vs layer, from
+    :func:`~videolens.analyses.flow_accuracy`."""
+    fig = plot_layer_curves(acc.rename(columns={"accuracy": "acc"}), "acc", hue, title, "accuracy (%)", base_accuracy)
+    return fig.update_yaxes(range=[0, 105])
 
 
 def plot_answer_probability(df: pd.DataFrame) -> go.Figure:

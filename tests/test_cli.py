@@ -1,0 +1,139 @@
+"""The videolens command: runs on the toy model, writes tables and a report, fails cleanly."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from videolens.cli import main
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:  # argparse's own usage errors
+        code = exc.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_flow_on_synthetic_data_writes_tables_and_report(tmp_path, capsys):
+    code, out, err = run(
+        capsys,
+        "flow",
+        "--target",
+        "cross-frame",
+        "--n-per-task",
+        "1",
+        "--tasks",
+        "after",
+        "color",
+        "--out",
+        str(tmp_path),
+        "--no-progress",
+    )
+    assert code == 0, err
+    rows = [json.loads(line) for line in (tmp_path / "flow_cross-frame.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 * 8 and {r["task"] for r in rows} == {"after", "color"}
+    assert (tmp_path / "flow_cross-frame_accuracy.csv").exists()
+    html = (tmp_path / "report.html").read_text()
+    assert "plotly" in html and '<script src="http' not in html  # plotly.js is inlined
+
+
+def test_pathways_and_answer_prob_and_lens(tmp_path, capsys):
+    for command, produced in [
+        ("pathways", "pathways_summary.csv"),
+        ("answer-prob", "answer_prob.csv"),
+        ("lens", "vocab_frequency.csv"),
+    ]:
+        out_dir = tmp_path / command
+        code, _, err = run(
+            capsys, command, "--n-per-task", "1", "--tasks", "direction", "--out", str(out_dir), "--no-progress"
+        )
+        assert code == 0, err
+        assert (out_dir / produced).exists() and (out_dir / "report.html").exists()
+
+
+def test_single_video_input(tmp_path, capsys):
+    from test_video import write_video
+
+    clip = tmp_path / "clip.mp4"
+    write_video(clip, n_frames=16)
+    code, out, err = run(
+        capsys,
+        "answer-prob",
+        "--video",
+        str(clip),
+        "--question",
+        "Which way is the square moving?",
+        "--options",
+        "left",
+        "right",
+        "up",
+        "down",
+        "--answer",
+        "B",
+        "--out",
+        str(tmp_path / "o"),
+        "--no-progress",
+    )
+    assert code == 0, err
+    assert (tmp_path / "o" / "answer_prob.csv").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["flow", "--video", "missing.mp4", "--question", "Q?", "--options", "a", "b", "--answer", "a"], "not found"),
+        (["flow", "--model", "no-such-model"], "Unknown model 'no-such-model'"),
+        (["flow", "--tasks", "spin"], "Unknown task"),
+        (["flow", "--question", "Q?"], "pass --video too"),
+        (["pathways", "--spec", "70b", "--n-per-task", "1", "--tasks", "color"], "Unknown spec"),
+    ],
+)
+def test_bad_input_is_one_clear_line(tmp_path, capsys, argv, message):
+    code, out, err = run(capsys, *argv, "--out", str(tmp_path))
+    assert code == 2
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_corrupt_video_and_options_without_answer(tmp_path, capsys):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video" * 50)
+    code, _, err = run(
+        capsys,
+        "flow",
+        "--video",
+        str(bad),
+        "--question",
+        "Q?",
+        "--options",
+        "a",
+        "b",
+        "--answer",
+        "a",
+        "--out",
+        str(tmp_path),
+    )
+    assert code == 2 and "Could not decode" in err and len(err.strip().splitlines()) == 1
+    from test_video import write_video
+
+    clip = tmp_path / "clip.mp4"
+    write_video(clip)
+    code, _, err = run(
+        capsys,
+        "flow",
+        "--video",
+        str(clip),
+        "--question",
+        "Which way?",
+        "--options",
+        "left",
+        "right",
+        "--answer",
+        "up",
+        "--out",
+        str(tmp_path),
+    )
+    assert code == 2 and "not among the options" in err and len(err.strip().splitlines()) == 1
