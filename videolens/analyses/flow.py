@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 import torch
@@ -17,6 +17,7 @@ import torch
 from ..errors import VideoLensError
 from ..hooked import HookedVideoLLM
 from ..interventions import EdgeKnockout
+from ..sweep import SweepEngine
 from ..windows import WindowStyle, window_layers
 from .common import ResultWriter, SampleMode, iterate, keep_sample, option_token_ids, prompt_for, sample_id, sample_task
 
@@ -65,6 +66,7 @@ def information_flow(
     layers: Iterable[int] | None = None,
     out: str | Path | None = None,
     progress: bool = True,
+    engine: Literal["sweep", "plain"] = "sweep",
     **prepare_kwargs: Any,
 ) -> pd.DataFrame:
     """Sweep attention knockouts over layers for each pathway of a target.
@@ -81,6 +83,8 @@ def information_flow(
         sample_mode: analyse samples the model gets ``"correct"``, ``"wrong"`` or ``"all"``.
         layers: sweep positions (default: every layer).
         out: a JSONL file to append rows to as they are computed.
+        engine: ``"sweep"`` (default: :class:`~videolens.sweep.SweepEngine`, reusing the clean
+            run) or ``"plain"`` (one full forward per condition); the results are equal.
 
     Returns:
         One row per (sample, pathway, layer): ``sample_id, task, target, pathway, layer,
@@ -101,7 +105,9 @@ def information_flow(
         prompt = prompt_for(model, sample, **prepare_kwargs)
         option_ids = option_token_ids(model, prompt)
         gt_id = option_ids[prompt.answer]
-        probs = model(prompt)[0, -1].float().softmax(-1)
+        sweeper = SweepEngine(model, prompt) if engine == "sweep" else None
+        clean = sweeper.clean_last_logits if sweeper is not None else model(prompt)[0, -1]
+        probs = clean.float().softmax(-1)
         answer_t = int(probs.argmax())
         gt = prompt.answer_letter
         correct = _letter(model, answer_t).lower() == gt.lower()
@@ -111,35 +117,44 @@ def information_flow(
             continue
         n_analysed += 1
         p_base, p_gt_base = float(probs[answer_t]), float(probs[gt_id])
+        conditions = [
+            (label, layer, blocked, make(blocked))
+            for label, make in pathways.items()
+            for layer in sweep
+            if (blocked := window_layers(window_style, layer, window, n_layers))
+        ]
+        knockouts = [ko for *_, ko in conditions]
+        if sweeper is not None:
+            all_logits = sweeper.last_logits(knockouts)
+        else:
+            all_logits = (
+                torch.stack([model(prompt, interventions=[ko])[0, -1] for ko in knockouts]) if knockouts else []
+            )
         rows = []
-        for label, make in pathways.items():
-            for layer in sweep:
-                blocked = window_layers(window_style, layer, window, n_layers)
-                if not blocked:
-                    continue
-                new = model(prompt, interventions=[make(blocked)])[0, -1].float().softmax(-1)
-                new_answer = int(new.argmax())
-                rows.append(
-                    {
-                        "sample_id": sample_id(sample, index),
-                        "task": sample_task(sample),
-                        "target": target_name,
-                        "pathway": label,
-                        "layer": layer,
-                        "layers_blocked": blocked,
-                        "p_base": p_base,
-                        "p_new": float(new[answer_t]),
-                        "relative_diff": (float(new[answer_t]) - p_base) / p_base * 100,
-                        "p_gt_base": p_gt_base,
-                        "p_gt_new": float(new[gt_id]),
-                        "relative_diff_gt": (float(new[gt_id]) - p_gt_base) / max(p_gt_base, 1e-12) * 100,
-                        "answer_base": _letter(model, answer_t),
-                        "new_answer": _letter(model, new_answer),
-                        "gt": gt,
-                        "correct_base": correct,
-                        "correct_new": _letter(model, new_answer).lower() == gt.lower(),
-                    }
-                )
+        for (label, layer, blocked, _), logits in zip(conditions, all_logits):
+            new = logits.float().softmax(-1)
+            new_answer = int(new.argmax())
+            rows.append(
+                {
+                    "sample_id": sample_id(sample, index),
+                    "task": sample_task(sample),
+                    "target": target_name,
+                    "pathway": label,
+                    "layer": layer,
+                    "layers_blocked": blocked,
+                    "p_base": p_base,
+                    "p_new": float(new[answer_t]),
+                    "relative_diff": (float(new[answer_t]) - p_base) / p_base * 100,
+                    "p_gt_base": p_gt_base,
+                    "p_gt_new": float(new[gt_id]),
+                    "relative_diff_gt": (float(new[gt_id]) - p_gt_base) / max(p_gt_base, 1e-12) * 100,
+                    "answer_base": _letter(model, answer_t),
+                    "new_answer": _letter(model, new_answer),
+                    "gt": gt,
+                    "correct_base": correct,
+                    "correct_new": _letter(model, new_answer).lower() == gt.lower(),
+                }
+            )
         writer.add(rows)
     df = writer.frame()
     df.attrs.update(n_samples=n_samples, n_analysed=n_analysed, base_accuracy=100 * n_correct / max(n_samples, 1))

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 import torch
@@ -25,6 +25,7 @@ import torch
 from ..hooked import HookedVideoLLM
 from ..interventions import EdgeKnockout, blocked_masks
 from ..layout import TokenLayout
+from ..sweep import SweepEngine
 from .common import ResultWriter, iterate, option_token_ids, prompt_for, sample_id, sample_task
 
 Range = tuple[int, int]
@@ -152,6 +153,7 @@ def effective_pathways(
     seed: int = 42,
     out: str | Path | None = None,
     progress: bool = True,
+    engine: Literal["sweep", "plain"] = "sweep",
     **prepare_kwargs: Any,
 ) -> pd.DataFrame:
     """Accuracy with only the effective pathways open, and with a random knockout of the same share.
@@ -177,9 +179,13 @@ def effective_pathways(
             rnd = random_knockout(prompt.layout, per_layer_block, n_layers, seed + index)
             rnd_kept, _ = count_edges(rnd, prompt.layout, n_layers, n_heads)
             conditions.append(("random", [rnd], rnd_kept))
+        if engine == "sweep":
+            all_logits = SweepEngine(model, prompt).last_logits([ivs[0] if ivs else None for _, ivs, _ in conditions])
+        else:
+            all_logits = [model(prompt, interventions=ivs)[0, -1] for _, ivs, _ in conditions]
         rows = []
-        for name, interventions, kept_edges in conditions:
-            answer = int(model(prompt, interventions=interventions)[0, -1].argmax())
+        for (name, _, kept_edges), logits in zip(conditions, all_logits):
+            answer = int(logits.argmax())
             rows.append(
                 {
                     "sample_id": sample_id(sample, index),
