@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import FAMILIES, make_prompt, tiny
 from videolens.readouts import pooled_attention
+
+from conftest import FAMILIES, make_prompt, tiny
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -48,7 +48,10 @@ def test_engine_groups_conditions_by_where_they_start():
 @pytest.mark.parametrize("style", list(STYLES))
 def test_information_flow_engines_agree(style):
     model = tiny("qwen2_5_vl")
-    samples = [Sample(random_video(8, seed=i), "Which shape moved first?", ["red", "blue", "green"], answer=i % 3) for i in range(2)]
+    samples = [
+        Sample(random_video(8, seed=i), "Which shape moved first?", ["red", "blue", "green"], answer=i % 3)
+        for i in range(2)
+    ]
     kwargs = dict(window=1, window_style=style, sample_mode="all", progress=False, fps=2.0)
     for target in TARGETS:
         fast = information_flow(model, samples, target, engine="sweep", **kwargs)
@@ -60,7 +63,10 @@ def test_information_flow_engines_agree(style):
 
 def test_effective_pathway_engines_agree():
     model = tiny("llava_onevision")
-    samples = [Sample(random_video(8, seed=i), "Which shape moved first?", ["red", "blue", "green"], answer=0) for i in range(2)]
+    samples = [
+        Sample(random_video(8, seed=i), "Which shape moved first?", ["red", "blue", "green"], answer=0)
+        for i in range(2)
+    ]
     fast = effective_pathways(model, samples, PAPER_PATHWAYS["7b"], progress=False, engine="sweep")
     plain = effective_pathways(model, samples, PAPER_PATHWAYS["7b"], progress=False, engine="plain")
     assert fast.equals(plain)

@@ -15,16 +15,30 @@ import torch
 from jaxtyping import Bool, Float
 
 from .hooked import HookedVideoLLM
+from .interventions import EdgeKnockout
+from .layout import TokenLayout
 from .prompt import VideoPrompt
 
 Edges = Sequence[tuple[torch.Tensor, torch.Tensor]]
 
 
-def dense_allowed(seq_len: int, edges: Edges) -> Bool[torch.Tensor, "q_pos k_pos"]:
+def knockout_edges(knockout: EdgeKnockout, layout: TokenLayout) -> dict[int, list[tuple[torch.Tensor, torch.Tensor]]]:
+    """The ``(src keys, dst queries)`` edge lists per layer of a group-based knockout."""
+    out: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+    for part in knockout.parts:
+        if part.pointwise:
+            raise ValueError("knockout_edges handles group knockouts, not from_mask ones.")
+        pairs = part.edges(layout)
+        for layer in part.layers:
+            out.setdefault(layer, []).extend(pairs)
+    return out
+
+
+def dense_allowed(seq_len: int, edges: Edges, device: torch.device | str = "cpu") -> Bool[torch.Tensor, "q_pos k_pos"]:
     """Causal mask with the listed ``(src keys, dst queries)`` edges removed."""
-    allowed = torch.ones(seq_len, seq_len, dtype=torch.bool).tril()
+    allowed = torch.ones(seq_len, seq_len, dtype=torch.bool, device=device).tril()
     for src, dst in edges:
-        allowed[dst.long()[:, None], src.long()[None, :]] = False
+        allowed[dst.long().to(device)[:, None], src.long().to(device)[None, :]] = False
     return allowed
 
 
@@ -51,7 +65,7 @@ def reference_logits(
     handles = []
     try:
         for layer, edges in edges_by_layer.items():
-            mask = additive_mask(dense_allowed(n, edges), model.cfg.n_heads, dtype)
+            mask = additive_mask(dense_allowed(n, edges, model.cfg.device), model.cfg.n_heads, dtype)
             attn = model.blocks[layer].attn._hf
 
             def swap(_module, args, kwargs, mask=mask):

@@ -1,0 +1,112 @@
+"""Models for the benchmarks: a LLaVA-NeXT-Video-7B-shaped model with random weights, or a tiny one.
+
+Real weights are not needed to measure speed and memory, and cannot be downloaded here.
+The shapes follow llava-hf/LLaVA-NeXT-Video-7B-hf: CLIP ViT-L/14 at 336 px (24x24 patches,
+average-pooled 2x to 12x12 = 144 tokens per frame), a 32-layer Llama with width 4096.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import (
+    CLIPVisionConfig,
+    LlamaConfig,
+    LlavaNextImageProcessor,
+    LlavaNextVideoConfig,
+    LlavaNextVideoForConditionalGeneration,
+    LlavaNextVideoProcessor,
+    LlavaNextVideoVideoProcessor,
+)
+
+from videolens import HookedVideoLLM
+from videolens.testing import build_tiny_tokenizer
+
+SHAPES = {
+    "7b": dict(
+        vision=dict(
+            hidden_size=1024,
+            intermediate_size=4096,
+            num_hidden_layers=24,
+            num_attention_heads=16,
+            image_size=336,
+            patch_size=14,
+            projection_dim=768,
+        ),
+        text=dict(
+            hidden_size=4096,
+            intermediate_size=11008,
+            num_hidden_layers=32,
+            num_attention_heads=32,
+            num_key_value_heads=32,
+            vocab_size=32064,
+            max_position_embeddings=16384,
+        ),
+    ),
+    "tiny": dict(
+        vision=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=48,
+            patch_size=8,
+            projection_dim=32,
+        ),
+        text=dict(
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            num_key_value_heads=4,
+            vocab_size=1024,
+            max_position_embeddings=4096,
+        ),
+    ),
+}
+
+
+def build_model(size: str, dtype: torch.dtype, device: str, attn_implementation: str = "eager") -> HookedVideoLLM:
+    """A random-weight LLaVA-NeXT-Video of the given shape, with the family's real processor."""
+    shape = SHAPES[size]
+    tokenizer = build_tiny_tokenizer("llava_next_video")
+    text = LlamaConfig(
+        **shape["text"],
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    image = shape["vision"]["image_size"]
+    config = LlavaNextVideoConfig(
+        vision_config=CLIPVisionConfig(**shape["vision"]),
+        text_config=text,
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        video_token_index=tokenizer.convert_tokens_to_ids("<video>"),
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-2,
+        image_grid_pinpoints=[[image, image]],
+        spatial_pool_mode="average",
+        spatial_pool_stride=2,
+    )
+    config._attn_implementation = attn_implementation
+    config.text_config._attn_implementation = attn_implementation
+    config.vision_config._attn_implementation = "sdpa"
+    old_dtype = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            torch.manual_seed(0)
+            hf = LlavaNextVideoForConditionalGeneration(config)
+    finally:
+        torch.set_default_dtype(old_dtype)
+    hf.eval()
+    common = {"size": {"shortest_edge": image}, "crop_size": {"height": image, "width": image}}
+    processor = LlavaNextVideoProcessor(
+        video_processor=LlavaNextVideoVideoProcessor(**common),
+        image_processor=LlavaNextImageProcessor(**common, image_grid_pinpoints=[[image, image]]),
+        tokenizer=tokenizer,
+        chat_template=tokenizer.chat_template,
+        patch_size=shape["vision"]["patch_size"],
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+    )
+    return HookedVideoLLM.from_hf(hf, processor)
