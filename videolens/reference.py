@@ -73,7 +73,10 @@ def reference_logits(
                 return args, kwargs
 
             handles.append(attn.register_forward_pre_hook(swap, with_kwargs=True))
-        return hf(**prompt.inputs).logits
+        inputs = {k: (v.to(model.cfg.device) if isinstance(v, torch.Tensor) else v) for k, v in prompt.inputs.items()}
+        if "pixel_values_videos" in inputs:
+            inputs["pixel_values_videos"] = inputs["pixel_values_videos"].to(dtype)
+        return hf(**inputs).logits
     finally:
         for handle in handles:
             handle.remove()
