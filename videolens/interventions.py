@@ -49,6 +49,7 @@ class _Edges:
     label: str
     allow_self: bool = False
     pointwise: bool = False  # edges are (keys, queries) pairs elementwise, not a product
+    key: tuple | None = None  # identifies the edges (not the layers) for reuse across knockouts; None: never shared
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,10 @@ class EdgeKnockout:
             return [(_nonempty(layout, src, "src"), _nonempty(layout, dst, "dst"))]
 
         label = f"{_name(src)} -/-> {_name(dst)}"
-        object.__setattr__(self, "parts", (_make_part(edges, self.layers, self.heads, label, self.allow_self),))
+        key = ("edge", src, dst, self.allow_self) if isinstance(src, str) and isinstance(dst, str) else None
+        object.__setattr__(
+            self, "parts", (_make_part(edges, self.layers, self.heads, label, self.allow_self, key=key),)
+        )
 
     @classmethod
     def from_edges(
@@ -125,7 +129,7 @@ class EdgeKnockout:
                 (torch.cat([layout.frame(s) for s in range(t)]), layout.frame(t)) for t in range(1, layout.n_frames)
             ]
 
-        return cls.from_edges(edges, layers, heads, label="cross-frame")
+        return cls(parts=(_make_part(edges, layers, heads, "cross-frame", key=("cross-frame",)),))
 
     def __add__(self, other: EdgeKnockout) -> EdgeKnockout:
         if not isinstance(other, EdgeKnockout):
@@ -150,12 +154,13 @@ def _make_part(
     label: str,
     allow_self: bool = False,
     pointwise: bool = False,
+    key: tuple | None = None,
 ) -> _Edges:
     layer_tuple = tuple(sorted({int(x) for x in layers}))
     if not layer_tuple:
         raise InterventionError(f"Knockout {label!r} names no layers.")
     head_tuple = None if heads is None else tuple(sorted({int(h) for h in heads}))
-    return _Edges(edges, layer_tuple, head_tuple, label, allow_self, pointwise)
+    return _Edges(edges, layer_tuple, head_tuple, label, allow_self, pointwise, key)
 
 
 def _name(group: Group) -> str:
@@ -177,6 +182,29 @@ def _nonempty(layout: TokenLayout, group: Group, role: str) -> torch.Tensor:
     return pos
 
 
+def _part_mask(part: _Edges, layouts: Sequence[TokenLayout], seq_len: int, n_heads: int, device) -> torch.Tensor:
+    """``(batch, heads or 1, q_pos, k_pos)``: True where this part blocks (in any of its layers)."""
+    mask = torch.zeros(
+        len(layouts), 1 if part.heads is None else n_heads, seq_len, seq_len, dtype=torch.bool, device=device
+    )
+    heads = range(mask.shape[1]) if part.heads is None else part.heads
+    for b, layout in enumerate(layouts):
+        for src, dst in part.edges(layout):
+            both = set() if part.allow_self else set(src.tolist()) & set(dst.tolist())
+            if both:
+                raise InterventionError(
+                    f"Knockout {part.label!r} would block positions {sorted(both)[:8]} from themselves: "
+                    "src and dst overlap. Use disjoint groups."
+                )
+            if part.pointwise:
+                rows, cols = dst.to(device), src.to(device)
+            else:
+                rows, cols = dst.to(device)[:, None], src.to(device)[None, :]
+            for h in heads:
+                mask[b, h, rows, cols] = True
+    return mask
+
+
 def blocked_masks(
     interventions: Sequence[EdgeKnockout],
     layouts: Sequence[TokenLayout],
@@ -184,12 +212,16 @@ def blocked_masks(
     n_layers: int,
     n_heads: int,
     device: torch.device | str = "cpu",
+    cache: dict | None = None,
 ) -> dict[int, Bool[torch.Tensor, "batch head_or_1 q_pos k_pos"]]:
     """Compile knockouts to one boolean "blocked" mask per affected layer.
 
     Layers with the same set of edge blocks share one tensor. The head axis is 1 unless
-    some block names heads.
+    some block names heads. ``cache`` (a dict kept by the caller for one set of layouts)
+    lets many knockouts that block the same groups in different layers, as in a layer
+    sweep, share their masks and checks.
     """
+    cache = {} if cache is None else cache
     parts = [part for ko in interventions for part in ko.parts]
     for part in parts:
         check_layers(part.layers, n_layers)
@@ -197,43 +229,21 @@ def blocked_masks(
             bad = [h for h in part.heads if not 0 <= h < n_heads]
             if bad:
                 raise InterventionError(f"Heads {bad} are outside the model, which has heads 0..{n_heads - 1}.")
-    edge_cache: dict[int, list[list[tuple[torch.Tensor, torch.Tensor]]]] = {}
-    for i, part in enumerate(parts):
-        per_item = []
-        for layout in layouts:
-            pairs = part.edges(layout)
-            for src, dst in pairs:
-                both = set() if part.allow_self else set(src.tolist()) & set(dst.tolist())
-                if both:
-                    raise InterventionError(
-                        f"Knockout {part.label!r} would block positions {sorted(both)[:8]} from themselves: "
-                        "src and dst overlap. Use disjoint groups."
-                    )
-            per_item.append(pairs)
-        edge_cache[i] = per_item
-
-    by_key: dict[tuple[int, ...], torch.Tensor] = {}
+    part_keys = [("part", p.key, p.heads) if p.key is not None else ("local", id(p)) for p in parts]
+    for part, key in zip(parts, part_keys):
+        if key not in cache:
+            cache[key] = _part_mask(part, layouts, seq_len, n_heads, device)
     out: dict[int, torch.Tensor] = {}
-    causal = torch.ones(seq_len, seq_len, dtype=torch.bool, device=device).tril()
     for layer in range(n_layers):
-        key = tuple(i for i, part in enumerate(parts) if layer in part.layers)
-        if not key:
+        combo = tuple(sorted({part_keys[i] for i, part in enumerate(parts) if layer in part.layers}, key=repr))
+        if not combo:
             continue
-        if key not in by_key:
-            per_head = any(parts[i].heads is not None for i in key)
-            mask = torch.zeros(
-                len(layouts), n_heads if per_head else 1, seq_len, seq_len, dtype=torch.bool, device=device
-            )
-            for i in key:
-                heads = parts[i].heads if per_head and parts[i].heads is not None else range(mask.shape[1])
-                for b, pairs in enumerate(edge_cache[i]):
-                    for src, dst in pairs:
-                        if parts[i].pointwise:
-                            rows, cols = dst.to(device), src.to(device)
-                        else:
-                            rows, cols = dst.to(device)[:, None], src.to(device)[None, :]
-                        for h in heads:
-                            mask[b, h, rows, cols] = True
+        if ("combo", combo) not in cache:
+            masks = [cache[k] for k in combo]
+            mask = masks[0]
+            for other in masks[1:]:
+                mask = mask | other
+            causal = cache.setdefault("causal", torch.ones(seq_len, seq_len, dtype=torch.bool, device=device).tril())
             empty = ((causal & ~mask).sum(-1) == 0).nonzero()
             if len(empty):
                 b, h, q = empty[0].tolist()
@@ -241,6 +251,10 @@ def blocked_masks(
                     f"The knockouts in layer {layer} leave query position {q} (item {b}, head {h}) nothing to "
                     "attend to; keep at least one key per query (e.g. the system prompt)."
                 )
-            by_key[key] = mask
-        out[layer] = by_key[key]
+            cache[("combo", combo)] = mask
+        out[layer] = cache[("combo", combo)]
+    if not any(k[0] == "local" for k in part_keys):
+        return out
+    for key in [k for k in cache if (k[0] == "local") or (k[0] == "combo" and any(c[0] == "local" for c in k[1]))]:
+        del cache[key]  # knockout-specific masks are not reusable
     return out

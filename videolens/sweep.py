@@ -5,8 +5,11 @@ positions ``>= q0`` leaves every layer below ``a``, and every position below ``q
 layer, exactly as in the clean run. :class:`SweepEngine` runs the clean pass once, keeping
 the residual stream entering every layer and every layer's keys and values; each condition
 then starts at layer ``a`` from the clean residual of positions ``q0..N-1`` only, attending
-to the clean keys/values of the prefix. Conditions with the same ``(a, q0)`` run as one
-batched forward. A knockout into the last token alone costs one token per layer.
+to the clean keys/values of the prefix. Conditions that recompute the same positions run as
+one batched forward, sorted by ``a`` and chunked to a token budget; a chunk starts at the
+smallest ``a`` of its members (starting earlier than needed is still exact). A knockout
+into the last token alone costs one token per layer. Masks of knockouts that block the same
+groups in different layers (a layer sweep) are built once.
 
 The results equal full forwards with the same knockouts (tested to 1e-5 in fp32); the
 plain path stays available in every analysis (``engine="plain"``).
@@ -44,14 +47,19 @@ class SweepEngine:
         model: the hooked model.
         prompt: one prompt (a batch of one; the engine sweeps conditions, not prompts).
         max_batch: the most conditions run together in one forward.
+        max_tokens: the most recomputed positions (conditions x positions) in one forward.
 
     Example:
         >>> engine = SweepEngine(model, prompt)  # doctest: +SKIP
         >>> logits = engine.last_logits([EdgeKnockout("video", "last", layers=range(l, l + 9)) for l in range(24)])  # doctest: +SKIP
     """
 
-    def __init__(self, model: HookedVideoLLM, prompt: VideoPrompt, max_batch: int = 16) -> None:
-        self.model, self.prompt, self.max_batch = model, prompt, max_batch
+    def __init__(
+        self, model: HookedVideoLLM, prompt: VideoPrompt, max_batch: int = 64, max_tokens: int = 16384
+    ) -> None:
+        self.model, self.prompt, self.max_batch, self.max_tokens = model, prompt, max_batch, max_tokens
+        self._mask_cache: dict = {}
+        self._first_row: dict[int, int] = {}
         batch = model.batch(prompt)
         if batch.size != 1 or batch.padded:
             raise ValueError("SweepEngine takes a single prompt; run one engine per prompt.")
@@ -77,33 +85,43 @@ class SweepEngine:
         model, n = self.model, self.seq_len
         out: list[Condition | None] = []
         for i, ko in enumerate(knockouts):
-            blocked = (
-                {}
-                if ko is None
-                else blocked_masks([ko], self.batch.layouts, n, model.cfg.n_layers, model.cfg.n_heads, model.cfg.device)
+            if ko is None:
+                out.append(None)
+                continue
+            blocked = blocked_masks(
+                [ko], self.batch.layouts, n, model.cfg.n_layers, model.cfg.n_heads, model.cfg.device, self._mask_cache
             )
-            blocked = {layer: m for layer, m in blocked.items() if bool(m.any())}
+            rows = {layer: self._first_blocked_row(m) for layer, m in blocked.items()}
+            blocked = {layer: m for layer, m in blocked.items() if rows[layer] < n}
             if not blocked:
                 out.append(None)
                 continue
-            rows = [int(m.any(-1).any(0).any(0).nonzero()[0]) for m in blocked.values()]
-            out.append(Condition(i, min(blocked), min(rows), blocked))
+            out.append(Condition(i, min(blocked), min(rows[layer] for layer in blocked), blocked))
         return out
+
+    def _first_blocked_row(self, mask: torch.Tensor) -> int:
+        key = id(mask)
+        if key not in self._first_row:
+            any_row = mask.any(-1).any(0).any(0).nonzero()
+            self._first_row[key] = int(any_row[0]) if len(any_row) else self.seq_len
+        return self._first_row[key]
 
     @torch.no_grad()
     def last_logits(self, knockouts: Sequence[EdgeKnockout | None]) -> Float[torch.Tensor, "condition d_vocab"]:
         """Logits at the last position under each knockout (None: the clean run)."""
         conditions = self.compile(knockouts)
         out = self.clean_last_logits.expand(len(knockouts), -1).clone()
-        groups: dict[tuple[int, int], list[Condition]] = defaultdict(list)
+        by_query: dict[int, list[Condition]] = defaultdict(list)
         for cond in conditions:
             if cond is not None:
-                groups[(cond.first_layer, cond.first_query)].append(cond)
+                by_query[cond.first_query].append(cond)
         with self.model._driving():
-            for (layer, q0), members in groups.items():
-                for start in range(0, len(members), self.max_batch):
-                    chunk = members[start : start + self.max_batch]
-                    logits = self._run(layer, q0, chunk)
+            for q0, members in by_query.items():
+                members.sort(key=lambda c: c.first_layer)
+                size = max(1, min(self.max_batch, self.max_tokens // (self.seq_len - q0)))
+                for start in range(0, len(members), size):
+                    chunk = members[start : start + size]
+                    logits = self._run(chunk[0].first_layer, q0, chunk)
                     for cond, row in zip(chunk, logits):
                         out[cond.index] = row
         return out
