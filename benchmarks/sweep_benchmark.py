@@ -125,6 +125,10 @@ def main() -> None:
     )
     tflops = matmul_tflops(args.device, dtype)
     layout = prompt.layout
+    with torch.no_grad():  # warm both paths up (kernel selection, allocator) before timing
+        model(prompt)
+        reference_logits(model, prompt, knockout_edges(conditions[0][3], layout))
+    sync(args.device)
 
     # (b) videolens
     peak_reset(args.device)

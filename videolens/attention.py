@@ -113,17 +113,28 @@ def videolens_attention(
     query = _hooked(hooks.hook_q, query)
     key = _hooked(hooks.hook_k, key)
     value = _hooked(hooks.hook_v, value)
-    if call.past is not None and call.layer in call.past.keys:
-        key = torch.cat([call.past.keys[call.layer], key], dim=2)
-        value = torch.cat([call.past.values[call.layer], value], dim=2)
+    n_rep = query.shape[1] // key.shape[1]
+    explicit = bool(hooks.hook_attn_scores._forward_hooks or hooks.hook_pattern._forward_hooks)
+    past_k = call.past.keys.get(call.layer) if call.past is not None else None
+    if past_k is not None:
+        past_v = call.past.values[call.layer]
+        shared = past_k.shape[0] == 1 < query.shape[0]
+        if shared and not explicit and call.store is None and past_k.shape[2] > 4 * query.shape[2]:
+            # Many conditions over one long cached prefix (sweeps): attend to the prefix
+            # without copying it once per condition.
+            z = _attend_shared_prefix(query, past_k, past_v, key, value, call.allowed, scaling, n_rep)
+            return hooks.hook_z(z.transpose(1, 2).contiguous()), None
+        if shared:
+            past_k = past_k.expand(query.shape[0], -1, -1, -1)
+            past_v = past_v.expand(query.shape[0], -1, -1, -1)
+        key = torch.cat([past_k, key], dim=2)
+        value = torch.cat([past_v, value], dim=2)
     if call.store is not None:
         call.store.keys[call.layer] = key
         call.store.values[call.layer] = value
 
     q_len, k_len = query.shape[2], key.shape[2]
-    n_rep = query.shape[1] // key.shape[1]
     allowed = call.allowed
-    explicit = bool(hooks.hook_attn_scores._forward_hooks or hooks.hook_pattern._forward_hooks)
     pattern = None
     if not explicit:
         if allowed is None and q_len != k_len:
@@ -147,6 +158,33 @@ def videolens_attention(
         z = torch.matmul(pattern, _repeat_kv(value, n_rep))
     z = hooks.hook_z(z.transpose(1, 2).contiguous())
     return z, pattern
+
+
+def _attend_shared_prefix(
+    query: Float[torch.Tensor, "batch head q_pos d_head"],
+    past_k: Float[torch.Tensor, "1 kv_head prefix d_head"],
+    past_v: Float[torch.Tensor, "1 kv_head prefix d_head"],
+    key: Float[torch.Tensor, "batch kv_head q_pos d_head"],
+    value: Float[torch.Tensor, "batch kv_head q_pos d_head"],
+    allowed: torch.Tensor | None,
+    scaling: float,
+    n_rep: int,
+) -> Float[torch.Tensor, "batch head q_pos d_head"]:
+    """Attention over [shared prefix, own keys], the prefix broadcast over the batch (not copied)."""
+    q_len, prefix = query.shape[2], past_k.shape[2]
+    kp, vp = _repeat_kv(past_k, n_rep), _repeat_kv(past_v, n_rep)
+    scores = (
+        torch.cat(
+            [torch.matmul(query, kp.transpose(2, 3)), torch.matmul(query, _repeat_kv(key, n_rep).transpose(2, 3))],
+            dim=-1,
+        )
+        * scaling
+    )
+    if allowed is None:
+        allowed = causal_allowed(q_len, prefix + q_len, query.device)[None, None]
+    scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
+    pattern = F.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    return torch.matmul(pattern[..., :prefix], vp) + torch.matmul(pattern[..., prefix:], _repeat_kv(value, n_rep))
 
 
 def register() -> None:

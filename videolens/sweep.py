@@ -131,9 +131,9 @@ class SweepEngine:
         resid = self.resid_pre[first_layer][:, q0:].expand(b, -1, -1).contiguous()
         cos, sin = self.position_embeddings
         pe = (cos[..., q0:, :], sin[..., q0:, :])
-        past = KVStore(
-            {layer: k[..., :q0, :].expand(b, -1, -1, -1) for layer, k in self.kv.keys.items()},
-            {layer: v[..., :q0, :].expand(b, -1, -1, -1) for layer, v in self.kv.values.items()},
+        past = KVStore(  # batch 1: shared by all conditions of the chunk
+            {layer: k[..., :q0, :] for layer, k in self.kv.keys.items()},
+            {layer: v[..., :q0, :] for layer, v in self.kv.values.items()},
         )
         causal = torch.ones(n, n, dtype=torch.bool, device=resid.device).tril()[q0:]
         per_layer: dict[int, torch.Tensor] = {}
