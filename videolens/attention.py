@@ -143,7 +143,7 @@ def videolens_attention(
             query,
             _repeat_kv(key, n_rep),
             _repeat_kv(value, n_rep),
-            attn_mask=allowed,
+            attn_mask=_kernel_mask(allowed, query),
             is_causal=allowed is None,
             scale=scaling,
         )
@@ -158,6 +158,20 @@ def videolens_attention(
         z = torch.matmul(pattern, _repeat_kv(value, n_rep))
     z = hooks.hook_z(z.transpose(1, 2).contiguous())
     return z, pattern
+
+
+def _kernel_mask(allowed: torch.Tensor | None, query: torch.Tensor) -> torch.Tensor | None:
+    """The mask in the form the fast GPU kernels take.
+
+    On CUDA a boolean mask sends ``scaled_dot_product_attention`` to its slow math
+    fallback; an additive mask in the query dtype whose rows are 8-aligned in memory keeps
+    it on the memory-efficient kernel. On the CPU the boolean mask is used as it is.
+    """
+    if allowed is None or not query.is_cuda:
+        return allowed
+    n = allowed.shape[-1]
+    bias = torch.zeros(*allowed.shape[:-1], n + (-n) % 8, dtype=query.dtype, device=query.device)[..., :n]
+    return bias.masked_fill_(~allowed, float("-inf"))
 
 
 def _attend_shared_prefix(
