@@ -11,15 +11,12 @@ import torch
 from transformers import (
     CLIPVisionConfig,
     LlamaConfig,
-    LlavaNextImageProcessor,
     LlavaNextVideoConfig,
     LlavaNextVideoForConditionalGeneration,
-    LlavaNextVideoProcessor,
-    LlavaNextVideoVideoProcessor,
 )
 
 from videolens import HookedVideoLLM
-from videolens.testing import build_tiny_tokenizer
+from videolens.testing import build_tiny_tokenizer, llava_next_video_processor
 
 SHAPES = {
     "7b": dict(
@@ -99,14 +96,5 @@ def build_model(size: str, dtype: torch.dtype, device: str, attn_implementation:
     finally:
         torch.set_default_dtype(old_dtype)
     hf.eval()
-    common = {"size": {"shortest_edge": image}, "crop_size": {"height": image, "width": image}}
-    processor = LlavaNextVideoProcessor(
-        video_processor=LlavaNextVideoVideoProcessor(**common),
-        image_processor=LlavaNextImageProcessor(**common, image_grid_pinpoints=[[image, image]]),
-        tokenizer=tokenizer,
-        chat_template=tokenizer.chat_template,
-        patch_size=shape["vision"]["patch_size"],
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,
-    )
+    processor = llava_next_video_processor(tokenizer, image, shape["vision"]["patch_size"])
     return HookedVideoLLM.from_hf(hf, processor)

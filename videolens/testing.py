@@ -648,21 +648,27 @@ def _video_llava_config(dims: _TextDims, tokenizer: PreTrainedTokenizerFast) -> 
 
 
 # --------------------------------------------------------------------------- processors
-def _llava_next_video_processor(
+def llava_next_video_processor(
     tokenizer: PreTrainedTokenizerFast,
+    image_size: int = _LLAVA_IMAGE_SIZE,
+    patch_size: int = _LLAVA_PATCH_SIZE,
+    grid_pinpoints: list[list[int]] | None = None,
 ) -> LlavaNextVideoProcessor:
-    """Real LLaVA-NeXT-Video processor resizing/cropping every frame to the tiny size."""
-    size = _LLAVA_IMAGE_SIZE
+    """The real LLaVA-NeXT-Video processor, resizing/cropping every frame to ``image_size``.
+
+    Shared by the tiny test models, the toy model and the 7B-shaped benchmark model.
+    """
     common = {
-        "size": {"shortest_edge": size},
-        "crop_size": {"height": size, "width": size},
+        "size": {"shortest_edge": image_size},
+        "crop_size": {"height": image_size, "width": image_size},
     }
+    pinpoints = grid_pinpoints or [[image_size, image_size]]
     return LlavaNextVideoProcessor(
         video_processor=LlavaNextVideoVideoProcessor(**common),
-        image_processor=LlavaNextImageProcessor(**common, image_grid_pinpoints=_tiny_grid_pinpoints()),
+        image_processor=LlavaNextImageProcessor(**common, image_grid_pinpoints=pinpoints),
         tokenizer=tokenizer,
         chat_template=tokenizer.chat_template,
-        patch_size=_LLAVA_PATCH_SIZE,
+        patch_size=patch_size,
         vision_feature_select_strategy="default",
         num_additional_image_tokens=1,
     )
@@ -749,7 +755,7 @@ _FAMILIES: dict[str, _FamilyBuilders] = {
     "llava_next_video": _FamilyBuilders(
         _llava_next_video_config,
         LlavaNextVideoForConditionalGeneration,
-        _llava_next_video_processor,
+        functools.partial(llava_next_video_processor, grid_pinpoints=_tiny_grid_pinpoints()),
     ),
     "llava_onevision": _FamilyBuilders(
         _llava_onevision_config,

@@ -19,18 +19,16 @@ from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, 
 from transformers import (
     CLIPVisionConfig,
     LlamaConfig,
-    LlavaNextImageProcessor,
     LlavaNextVideoConfig,
     LlavaNextVideoForConditionalGeneration,
     LlavaNextVideoProcessor,
-    LlavaNextVideoVideoProcessor,
     PreTrainedTokenizerFast,
 )
 
 from .data.synthetic import vocabulary
 from .layout import LETTERS
 from .prompt import PAPER_ANSWER_PREFIX, PAPER_INSTRUCTION, PAPER_SYSTEM
-from .testing import _VICUNA_TEMPLATE
+from .testing import _VICUNA_TEMPLATE, llava_next_video_processor
 
 TOY_MODEL_NAME = "videolens/toy-moving-shapes"
 FRAME_SIZE = 32
@@ -115,16 +113,7 @@ def build_toy_config(tokenizer: PreTrainedTokenizerFast) -> LlavaNextVideoConfig
 
 def build_toy_processor(tokenizer: PreTrainedTokenizerFast) -> LlavaNextVideoProcessor:
     """LLaVA-NeXT-Video's own processor, resizing frames to 32x32."""
-    common = {"size": {"shortest_edge": FRAME_SIZE}, "crop_size": {"height": FRAME_SIZE, "width": FRAME_SIZE}}
-    return LlavaNextVideoProcessor(
-        video_processor=LlavaNextVideoVideoProcessor(**common),
-        image_processor=LlavaNextImageProcessor(**common, image_grid_pinpoints=[[FRAME_SIZE, FRAME_SIZE]]),
-        tokenizer=tokenizer,
-        chat_template=tokenizer.chat_template,
-        patch_size=PATCH_SIZE,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,
-    )
+    return llava_next_video_processor(tokenizer, FRAME_SIZE, PATCH_SIZE)
 
 
 def build_untrained_toy() -> tuple[LlavaNextVideoForConditionalGeneration, LlavaNextVideoProcessor]:
