@@ -131,6 +131,10 @@ class VideoLLMAdapter:
                 return int(value)
         raise UnsupportedModelError(f"{type(config).__name__} names no video token id.")
 
+    def placeholder_token_id(self, processor: Any, config: Any) -> int:
+        """The token the prompt text carries for the video before the processor expands it."""
+        return self.video_token_id(config)
+
     # ---- positions --------------------------------------------------------------------------
     def position_embeddings(
         self, lm: nn.Module, hidden: torch.Tensor, position_ids: torch.Tensor

@@ -13,13 +13,16 @@ Leaf groups partition the sequence: every position is in exactly one of
 - ``frame(t)``: the video tokens of the model's t-th temporal unit (its patch grid, plus
   any per-frame prefix token such as Video-LLaVA's CLS, which belongs to no patch),
 - ``video_extra``: video tokens that belong to no frame (LLaVA-OneVision's newline),
+- ``video_text``: text the processor put between the frames (InternVL's ``Frame3: <img>``
+  labels); each frame's share is ``layout.frames[t].text``,
 - ``question_body``: the question without its options (labels included),
 - ``option(k)``: the k-th option, e.g. ``"(B) Took the box."``,
 - ``tail``: text after the question up to the last position (instruction, assistant
   marker, answer prefix),
 - ``last``: the last position (where the answer is read).
 
-Composite groups: ``video`` (all frames plus ``video_extra``), ``frames`` (all frames
+Composite groups: ``video`` (all frames plus ``video_extra``: exactly the video tokens),
+``video_span`` (``video`` plus ``video_text``), ``frames`` (all frames
 only), ``question``
 (``question_body`` plus options), ``options``, ``text`` (all but the video), ``all``,
 and, when the prompt knows its answer, ``true_option`` and ``false_options``.
@@ -52,12 +55,16 @@ class FrameUnit:
         timestamp: start time in seconds of the first covered input frame, if known.
         prefix: positions of the unit's tokens before its grid that are no patch (e.g.
             Video-LLaVA's per-frame CLS token); empty for most families.
+        text: positions of text the processor put with this frame (InternVL's
+            ``Frame3: <img>`` label and ``</img>``); in the ``video_text`` group, not in
+            ``frame(t)``; empty for most families.
     """
 
     grid: np.ndarray
     input_frames: tuple[int, ...]
     timestamp: float | None = None
     prefix: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    text: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @property
     def positions(self) -> np.ndarray:
@@ -145,7 +152,7 @@ class TokenLayout:
 
     def names(self) -> list[str]:
         """All group names this layout answers to."""
-        composite = ["video", "frames", "question", "options", "text", "all"]
+        composite = ["video", "video_span", "frames", "question", "options", "text", "all"]
         if self.answer_index is not None:
             composite += ["true_option", "false_options"]
         return list(self.leaves) + composite
@@ -156,6 +163,7 @@ class TokenLayout:
         option_names = [n for n in leaves if n.startswith("option(")]
         table: dict[str, Iterable[str]] = {
             "video": frame_names + ["video_extra"],
+            "video_span": frame_names + ["video_extra", "video_text"],
             "frames": frame_names,
             "question": ["question_body", *option_names],
             "options": option_names,
@@ -230,7 +238,10 @@ class TokenLayout:
         pad = np.setdiff1d(np.arange(seq_len), np.arange(offset, offset + self.seq_len))
         if pad.size:
             leaves["padding"] = pad
-        frames = [FrameUnit(f.grid + offset, f.input_frames, f.timestamp, f.prefix + offset) for f in self.frames]
+        frames = [
+            FrameUnit(f.grid + offset, f.input_frames, f.timestamp, f.prefix + offset, f.text + offset)
+            for f in self.frames
+        ]
         return TokenLayout(seq_len, frames, leaves, self.answer_index, dict(self.texts))
 
     def with_answer(self, answer_index: int | None) -> TokenLayout:

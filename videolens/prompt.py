@@ -196,31 +196,35 @@ def _assemble(rendered: str, system: str | None, user: str) -> tuple[str, dict[s
     return out, spans
 
 
-def _align(text_ids: list[int], final_ids: list[int], video_id: int) -> tuple[list[int], tuple[int, int]]:
-    """Map each text token to its final position; return the video run ``(start, length)``."""
-    mapping: list[int] = []
-    runs: list[tuple[int, int]] = []
-    j = 0
-    for tid in text_ids:
-        if tid == video_id:
-            start = j
-            while j < len(final_ids) and final_ids[j] == video_id:
-                j += 1
-            runs.append((start, j - start))
-            mapping.append(-1)
-            continue
-        if j >= len(final_ids) or final_ids[j] != tid:
-            raise LayoutError(
-                f"The processor's token ids differ from the tokenizer's at position {j}; "
-                "the processor changed the text in a way this adapter does not model."
-            )
-        mapping.append(j)
-        j += 1
-    if j != len(final_ids):
-        raise LayoutError("The processor's sequence is longer than the tokenized prompt text.")
-    if len(runs) != 1 or runs[0][1] == 0:
-        raise LayoutError(f"Expected one run of video tokens in the prompt, found {len(runs)}.")
-    return mapping, runs[0]
+def _align(text_ids: list[int], final_ids: list[int], placeholder_id: int) -> tuple[list[int], tuple[int, int]]:
+    """Map each text token to its final position; return the video span ``(start, end)``.
+
+    The processor replaces the single video placeholder of the text by a span of tokens:
+    a run of video tokens for most families, or frames interleaved with text (frame labels,
+    image start/end tokens, timestamps) for others. Tokens before and after the span must
+    be unchanged; text tokens the expansion merged into the span are left unmapped (-1).
+    """
+    where = [i for i, tid in enumerate(text_ids) if tid == placeholder_id]
+    if len(where) != 1:
+        raise LayoutError(f"Expected one video placeholder in the prompt, found {len(where)}.")
+    head, tail = where[0], len(text_ids) - where[0] - 1
+    if len(final_ids) < head + tail:
+        raise LayoutError("The processor's sequence is shorter than the tokenized prompt text.")
+    prefix = 0
+    while prefix < head and text_ids[prefix] == final_ids[prefix]:
+        prefix += 1
+    suffix = 0
+    while suffix < tail and text_ids[-1 - suffix] == final_ids[-1 - suffix]:
+        suffix += 1
+    if head - prefix > 2 or tail - suffix > 2:
+        raise LayoutError(
+            "The processor's token ids differ from the tokenizer's away from the video; "
+            "the processor changed the text in a way this adapter does not model."
+        )
+    start, end = prefix, len(final_ids) - suffix
+    shift = len(final_ids) - len(text_ids)
+    mapping = [i if i < prefix else (i + shift if i >= len(text_ids) - suffix else -1) for i in range(len(text_ids))]
+    return mapping, (start, end)
 
 
 def _anchor(text: str, start: int, end: int) -> int:
@@ -297,16 +301,23 @@ def build_prompt(
     final_ids = inputs["input_ids"][0].tolist()
     video_id = adapter.video_token_id(config)
     tokenizer = getattr(processor, "tokenizer", processor)
-    errors: list[LayoutError] = []
+    placeholder_id = adapter.placeholder_token_id(processor, config)
+    candidates = []
     for add_special in (True, False):
         enc = tokenizer(text, return_offsets_mapping=True, add_special_tokens=add_special)
         try:
-            mapping, (v_start, v_len) = _align(enc["input_ids"], final_ids, video_id)
-            break
+            mapping, (v_start, v_end) = _align(enc["input_ids"], final_ids, placeholder_id)
         except LayoutError as exc:
-            errors.append(exc)
-    else:
-        raise errors[0]
+            candidates.append((None, exc))
+            continue
+        candidates.append(((enc, mapping, v_start, v_end), None))
+    aligned = [c for c, _ in candidates if c is not None]
+    if not aligned:
+        raise candidates[0][1]
+    enc, mapping, v_start, v_end = min(aligned, key=lambda c: sum(m < 0 for m in c[1]))
+    feature = [p for p in range(v_start, v_end) if final_ids[p] == video_id]
+    if not feature:
+        raise LayoutError("The processor produced no video tokens for the video placeholder.")
 
     u0 = spans["user"][0]
     q0, q1 = u0, u0 + len(qtext)
@@ -333,23 +344,34 @@ def build_prompt(
         name = "template" if end <= start else group_of(_anchor(text, start, end))
         leaves.setdefault(name, []).append(pos)
 
-    structure = adapter.video_structure(config, inputs, 0, v_len)
-    if structure.n_tokens != v_len:
-        raise LayoutError(f"The adapter lays out {structure.n_tokens} video tokens but the processor produced {v_len}.")
+    structure = adapter.video_structure(config, inputs, 0, len(feature))
+    if structure.n_tokens != len(feature):
+        raise LayoutError(
+            f"The adapter lays out {structure.n_tokens} video tokens but the processor produced {len(feature)}."
+        )
     units: list[FrameUnit] = []
-    cursor = v_start
+    feats = np.asarray(feature, dtype=np.int64)
+    cursor = 0
     for t, ((h, w), covered) in enumerate(zip(structure.frame_grids, structure.frame_inputs)):
-        prefix = np.arange(cursor, cursor + structure.frame_prefix, dtype=np.int64)
+        prefix = feats[cursor : cursor + structure.frame_prefix]
         cursor += structure.frame_prefix
-        grid = np.arange(cursor, cursor + h * w).reshape(h, w)
+        grid = feats[cursor : cursor + h * w].reshape(h, w)
         cursor += h * w
         stamp = float(timestamps[covered[0]]) if timestamps is not None and covered[0] < len(timestamps) else None
         if stamp is None and fps:
             stamp = covered[0] / fps
-        unit = FrameUnit(grid, tuple(covered), stamp, prefix)
-        units.append(unit)
-        leaves[f"frame({t})"] = unit.positions.tolist()
-    leaves["video_extra"] = list(range(cursor, v_start + v_len))
+        units.append(FrameUnit(grid, tuple(covered), stamp, prefix))
+        leaves[f"frame({t})"] = units[-1].positions.tolist()
+    leaves["video_extra"] = feats[cursor:].tolist()
+    # Text inside the video span (frame labels, image start/end, timestamps): each piece
+    # belongs to the frame whose tokens follow it (the last frame keeps what trails it).
+    in_span = np.setdiff1d(np.arange(v_start, v_end), feats)
+    ends = [int(u.positions.max()) for u in units]
+    for t, unit in enumerate(units):
+        lo = ends[t - 1] if t else v_start - 1
+        hi = v_end if t == len(units) - 1 else int(unit.positions.min())
+        unit.text = in_span[(in_span > lo) & (in_span < hi) & ~np.isin(in_span, unit.positions)]
+    leaves["video_text"] = in_span.tolist()
 
     last = seq_len - 1
     for name in leaves:
@@ -361,6 +383,7 @@ def build_prompt(
         "system",
         *[f"frame({t})" for t in range(len(units))],
         "video_extra",
+        "video_text",
         "question_body",
         *[f"option({k})" for k in range(len(opt_abs))],
         "tail",
