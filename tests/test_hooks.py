@@ -78,9 +78,13 @@ def test_hooks_read_the_true_values(family):
     # the final residual stream, normed and unembedded, gives the logits
     assert torch.allclose(model.unembed(cache[f"blocks.{last}.hook_resid_post"]), logits, atol=1e-5)
     # the video embeddings are what the HF model spliced in
-    video = model.hf_model.model.get_video_features(
-        **{k: v for k, v in prompt.inputs.items() if k in ("pixel_values_videos", "video_grid_thw")}, return_dict=True
-    ).pooler_output
+    inner = model.hf_model.model
+    if hasattr(inner, "get_video_features"):
+        keys = ("pixel_values_videos", "video_grid_thw")
+        video = inner.get_video_features(**{k: v for k, v in prompt.inputs.items() if k in keys}, return_dict=True)
+    else:  # InternVL encodes video frames as images
+        video = inner.get_image_features(pixel_values=prompt.inputs["pixel_values"], return_dict=True)
+    video = video.pooler_output
     video = torch.cat([v.reshape(-1, model.cfg.d_model) for v in video])
     assert torch.allclose(cache["hook_video_embeds"][0], video, atol=1e-6)
 

@@ -83,12 +83,16 @@ def test_blocking_all_video_paths_makes_logits_video_independent(family):
     b = model.prepare(
         random_video(8, seed=99), a.question, a.options, "Best option:(", "Watch the video carefully.", fps=2.0
     )
-    after_video = lambda lay: torch.arange(int(lay["video"].max()) + 1, lay.seq_len)  # noqa: E731
-    ko = EdgeKnockout("video", after_video, layers=range(model.cfg.n_layers))
+
+    def not_video_after_it(lay):  # every other position after the first video token (frame labels included)
+        later = torch.arange(int(lay["video"].min()) + 1, lay.seq_len)
+        return later[~torch.isin(later, lay["video"])]
+
+    ko = EdgeKnockout("video", not_video_after_it, layers=range(model.cfg.n_layers))
     with torch.no_grad():
         la, lb = model(a, interventions=[ko]), model(b, interventions=[ko])
         clean_a, clean_b = model(a), model(b)
-    n_video_end = int(a.layout["video"].max()) + 1
+    n_video_end = int(a.layout["video_span"].max()) + 1
     assert (la[0, n_video_end:] - lb[0, n_video_end:]).abs().max().item() < 1e-5
     assert (clean_a[0, -1] - clean_b[0, -1]).abs().max().item() > 1e-4
 

@@ -14,6 +14,7 @@ EXPECTED = {  # family -> (temporal units for 8 frames, tokens per unit, extra v
     "qwen2_5_vl": (4, 4, 0, 2),
     "qwen2_vl": (4, 4, 0, 2),
     "video_llava": (8, 17, 0, 1),  # 1 CLS + 4x4 patches per frame
+    "internvl": (8, 4, 0, 1),  # "FrameN: <img>" labels are video_text, not frame tokens
 }
 
 
@@ -32,9 +33,16 @@ def test_frames_follow_the_model_granularity(family, model, prompt):
         assert len(layout.frames[t].input_frames) == covers
         assert layout.frames[t].input_frames[0] == t * covers
     assert len(layout["video_extra"]) == extra
-    # frames are contiguous, in order, and the grid maps (t, h, w) to positions row-major
-    flat = torch.cat([layout.frame(t) for t in range(units)])
-    assert torch.equal(flat, torch.arange(flat[0], flat[0] + len(flat)))
+    # each frame is contiguous, frames are in order (text may sit between them), and the
+    # grid maps (t, h, w) to positions row-major
+    for t in range(units):
+        f = layout.frame(t)
+        assert torch.equal(f, torch.arange(f[0], f[0] + len(f)))
+        assert t == 0 or f[0] > layout.frame(t - 1)[-1]
+    video_text = set(layout["video_text"].tolist())
+    assert video_text == {int(p) for unit in layout.frames for p in unit.text}
+    span = layout["video_span"]
+    assert torch.equal(span, torch.arange(span[0], span[-1] + 1))  # frames + labels fill the span
     h, w = layout.grid(1).shape
     assert layout.patch(1, h - 1, w - 1) == int(layout.frame(1)[-1])
     assert layout.video_coords()[int(layout.grid(2)[0, 0])] == (2, 0, 0)
@@ -112,7 +120,7 @@ def test_prompt_inputs_accept_arrays_tensors_and_pil(family):
     as_chw_float = model.prepare(torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255.0, "What moved?", fps=2.0)
     for other in (as_tensor, as_pil, as_chw_float):
         assert torch.equal(other.input_ids, base.input_ids)
-        key = "pixel_values_videos"
+        key = "pixel_values_videos" if "pixel_values_videos" in base.inputs else "pixel_values"
         assert torch.allclose(other.inputs[key], base.inputs[key], atol=1e-2)
     assert base.layout.n_options == 0 and len(base.layout["options"]) == 0
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
+from videolens.adapters import adapter_for
 from videolens.testing import (
     SUPPORTED_TINY_FAMILIES,
     build_tiny_model,
@@ -22,6 +23,7 @@ EXPECTED_VIDEO_TOKENS = {
     "qwen2_5_vl": 16,
     "qwen2_vl": 16,
     "video_llava": 136,  # 8 frames x (1 CLS + 4x4 patches)
+    "internvl": 32,  # 8 frames x 2x2 <IMG_CONTEXT> tokens
 }
 EXPECTED_PADDING_SIDE = {
     "llava_next_video": "left",
@@ -29,6 +31,7 @@ EXPECTED_PADDING_SIDE = {
     "qwen2_5_vl": "right",
     "qwen2_vl": "right",
     "video_llava": "left",
+    "internvl": "left",
 }
 
 
@@ -61,7 +64,7 @@ def test_build_process_forward(family: str) -> None:
     assert model.config.text_config.num_key_value_heads < model.config.text_config.num_attention_heads
 
     inputs = processor(text=[_prompt(processor)], videos=[random_video(8)], return_tensors="pt")
-    n_video = int((inputs["input_ids"] == model.config.video_token_id).sum())
+    n_video = int((inputs["input_ids"] == adapter_for(model).video_token_id(model.config)).sum())
     assert n_video == EXPECTED_VIDEO_TOKENS[family]
     with torch.no_grad():
         logits = model(**inputs).logits

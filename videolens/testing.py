@@ -123,7 +123,14 @@ from tokenizers import (
     trainers,
 )
 from transformers import (
+    CLIPImageProcessor,
     CLIPVisionConfig,
+    GotOcr2ImageProcessor,
+    InternVLConfig,
+    InternVLForConditionalGeneration,
+    InternVLProcessor,
+    InternVLVideoProcessor,
+    InternVLVisionConfig,
     LlamaConfig,
     LlavaNextImageProcessor,
     LlavaNextVideoConfig,
@@ -170,6 +177,7 @@ SUPPORTED_TINY_FAMILIES: tuple[str, ...] = (
     "qwen2_5_vl",
     "qwen2_vl",
     "video_llava",
+    "internvl",
 )
 
 # --------------------------------------------------------------------------- sizes
@@ -232,6 +240,15 @@ _LLAVA_ONEVISION_SPECIALS = (
     "<|im_start|>",
     "<|im_end|>",
     "<image>",
+    "<video>",
+)
+_INTERNVL_SPECIALS = (
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<img>",
+    "</img>",
+    "<IMG_CONTEXT>",
     "<video>",
 )
 _QWEN_SPECIALS = (
@@ -361,6 +378,23 @@ _TOKENIZER_SPECS: dict[str, _TokenizerSpec] = {
 # shares LLaVA-NeXT-Video's tokens and its "USER: <video>\n... ASSISTANT:" format.
 _TOKENIZER_SPECS["qwen2_vl"] = _TOKENIZER_SPECS["qwen2_5_vl"]
 _TOKENIZER_SPECS["video_llava"] = _TOKENIZER_SPECS["llava_next_video"]
+# InternVL (Qwen2 text tower): ChatML, a "<video>\n" placeholder that the processor turns
+# into "Frame1: <img><IMG_CONTEXT>...</img>" lines.
+_TOKENIZER_SPECS["internvl"] = _TokenizerSpec(
+    specials=_INTERNVL_SPECIALS,
+    bos=None,
+    eos="<|im_end|>",
+    pad="<|endoftext|>",
+    unk=None,
+    chat_template=_chatml_template("<img>\n", "<video>\n", None),
+    padding_side="left",
+    extra_attributes={
+        "start_image_token": "<img>",
+        "end_image_token": "</img>",
+        "context_image_token": "<IMG_CONTEXT>",
+        "video_token": "<video>",
+    },
+)
 
 
 def _check_family(family: str) -> None:
@@ -532,6 +566,41 @@ def _llava_onevision_config(dims: _TextDims, tokenizer: PreTrainedTokenizerFast)
         vision_feature_layer=-1,
         image_grid_pinpoints=_tiny_grid_pinpoints(),
         vision_aspect_ratio="anyres_max_9",
+    )
+
+
+_INTERNVL_IMAGE_SIZE = 56  # patch 14 -> 4x4 patches -> pixel shuffle 0.5 -> 2x2 = 4 tokens per frame
+
+
+def _internvl_config(dims: _TextDims, tokenizer: PreTrainedTokenizerFast) -> InternVLConfig:
+    """InternViT-style tower + Qwen2 text tower; each frame becomes 4 ``<IMG_CONTEXT>`` tokens."""
+    vision = InternVLVisionConfig(
+        hidden_size=_VISION_HIDDEN,
+        intermediate_size=2 * _VISION_HIDDEN,
+        num_hidden_layers=_VISION_LAYERS,
+        num_attention_heads=_VISION_HEADS,
+        image_size=_INTERNVL_IMAGE_SIZE,
+        patch_size=14,
+    )
+    text = Qwen2Config(**dims.common_kwargs(), **_token_ids(tokenizer), tie_word_embeddings=False)
+    return InternVLConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_id=tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>"),
+        image_seq_length=4,
+        downsample_ratio=0.5,
+    )
+
+
+def _internvl_processor(tokenizer: PreTrainedTokenizerFast) -> InternVLProcessor:
+    """Real InternVL processor at the tiny frame size."""
+    size = {"height": _INTERNVL_IMAGE_SIZE, "width": _INTERNVL_IMAGE_SIZE}
+    return InternVLProcessor(
+        image_processor=GotOcr2ImageProcessor(size=size, crop_to_patches=False),
+        tokenizer=tokenizer,
+        video_processor=InternVLVideoProcessor(size=size),
+        image_seq_length=4,
+        chat_template=tokenizer.chat_template,
     )
 
 
@@ -765,6 +834,7 @@ _FAMILIES: dict[str, _FamilyBuilders] = {
     "qwen2_5_vl": _FamilyBuilders(_qwen2_5_vl_config, Qwen2_5_VLForConditionalGeneration, _qwen2_5_vl_processor),
     "qwen2_vl": _FamilyBuilders(_qwen2_vl_config, Qwen2VLForConditionalGeneration, _qwen2_vl_processor),
     "video_llava": _FamilyBuilders(_video_llava_config, VideoLlavaForConditionalGeneration, _video_llava_processor),
+    "internvl": _FamilyBuilders(_internvl_config, InternVLForConditionalGeneration, _internvl_processor),
 }
 
 
@@ -830,3 +900,47 @@ def random_video(num_frames: int = 8, height: int = 48, width: int = 48, seed: i
     """Return a reproducible random RGB video of shape (T, H, W, 3), dtype uint8."""
     rng = np.random.default_rng(seed)
     return rng.integers(0, 256, size=(num_frames, height, width, 3), dtype=np.uint8)
+
+
+def build_tiny_pllava(
+    *,
+    seed: int = 0,
+    attn_implementation: str = "eager",
+    num_layers: int = 2,
+    hidden_size: int = 64,
+    num_heads: int = 4,
+    num_kv_heads: int = 2,
+    pooling_shape: tuple[int, int, int] = (8, 2, 2),
+) -> tuple[PreTrainedModel, object]:
+    """Return (tiny PLLaVA-format model, its processor), see :mod:`videolens.pllava`.
+
+    CLIP tower 32x32 / patch 8 -> a 4x4 grid per frame (CLS dropped), pooled with
+    adaptive 3D average pooling to ``pooling_shape`` (8 frames of 2x2 -> 32 ``<image>``
+    tokens for ``random_video(8)``); Llama text tower; the LLaVA-NeXT-Video tiny tokenizer
+    with a Vicuna template that renders a video item as ``"<image>\\n"``.
+    """
+    from .pllava import PLLAVA_CHAT_TEMPLATE, PllavaForConditionalGeneration, PllavaProcessor, pllava_config
+
+    tokenizer = build_tiny_tokenizer("llava_next_video")
+    tokenizer.chat_template = PLLAVA_CHAT_TEMPLATE
+    dims = _TextDims(num_layers, hidden_size, num_heads, num_kv_heads, vocab_size=len(tokenizer))
+    vision = CLIPVisionConfig(
+        hidden_size=_VISION_HIDDEN,
+        intermediate_size=2 * _VISION_HIDDEN,
+        num_hidden_layers=_VISION_LAYERS,
+        num_attention_heads=_VISION_HEADS,
+        image_size=_LLAVA_IMAGE_SIZE,
+        patch_size=_LLAVA_PATCH_SIZE,
+        projection_dim=_VISION_HIDDEN,
+    )
+    text = LlamaConfig(**dims.common_kwargs(), **_token_ids(tokenizer), tie_word_embeddings=False)
+    config = pllava_config(text, vision, tokenizer.convert_tokens_to_ids("<image>"), pooling_shape)
+    config._attn_implementation = attn_implementation
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = PllavaForConditionalGeneration(config)
+    model = model.to(dtype=torch.float32).eval()
+    image_processor = CLIPImageProcessor(
+        size={"shortest_edge": _LLAVA_IMAGE_SIZE}, crop_size={"height": _LLAVA_IMAGE_SIZE, "width": _LLAVA_IMAGE_SIZE}
+    )
+    return model, PllavaProcessor(tokenizer, image_processor, pooling_shape, chat_template=PLLAVA_CHAT_TEMPLATE)
