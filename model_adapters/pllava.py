@@ -1,0 +1,62 @@
+"""PLLaVA-format checkpoints (``PllavaForConditionalGeneration``, config ``model_type`` "llava").
+
+transformers has no class for them; :mod:`videolens.pllava` provides the model and the
+processor. The projector pools the ``(T, 24, 24)`` CLIP feature grid to ``pooling_shape``
+``(T', H', W')`` with adaptive average pooling, so the single ``<image>`` placeholder
+becomes ``T' * H' * W'`` tokens: ``T'`` frames of ``H' x W'`` tokens, frame after frame.
+Temporal unit ``t`` covers the input frames of adaptive-pooling bin ``t``
+(``floor(t * T / T')`` up to ``ceil((t + 1) * T / T')``), i.e. exactly frame ``t`` when
+the video has ``T = T'`` frames.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from videolens.adapters import VideoLLMAdapter, VideoStructure, register_adapter
+from videolens.errors import LayoutError, UnsupportedModelError
+
+
+def _pool_bins(n_in: int, n_out: int) -> list[tuple[int, ...]]:
+    """Input indices averaged into each output index by adaptive average pooling."""
+    return [tuple(range((t * n_in) // n_out, math.ceil((t + 1) * n_in / n_out))) for t in range(n_out)]
+
+
+@register_adapter
+class PllavaAdapter(VideoLLMAdapter):
+    architectures = ("PllavaForConditionalGeneration",)
+    family = "pllava"
+    language_model = "language_model.model"
+    lm_head = "language_model.lm_head"
+    video_placeholder = "<image>"
+
+    def video_token_id(self, config: Any) -> int:
+        for name in ("image_token_index", "image_token_id"):
+            value = getattr(config, name, None)
+            if value is not None:
+                return int(value)
+        raise UnsupportedModelError(f"{type(config).__name__} names no image token id.")
+
+    def video_structure(self, config: Any, inputs: dict[str, Any], item: int, n_tokens: int) -> VideoStructure:
+        from videolens.pllava import pooling_shape
+
+        t_out, h, w = pooling_shape(config)
+        if n_tokens != t_out * h * w:
+            raise LayoutError(
+                f"{n_tokens} video tokens, but pooling_shape {(t_out, h, w)} gives {t_out * h * w}; "
+                "the processor and the config disagree."
+            )
+        pixels = inputs["pixel_values"]
+        n_in = int(pixels[item].shape[0]) if pixels.dim() == 5 else int(pixels.shape[0])
+        return VideoStructure([(h, w)] * t_out, _pool_bins(n_in, t_out))
+
+    def model_class(self, architecture: str) -> type:
+        from videolens.pllava import PllavaForConditionalGeneration
+
+        return PllavaForConditionalGeneration
+
+    def load_processor(self, source: str, **kwargs: Any) -> Any:
+        from videolens.pllava import PllavaProcessor
+
+        return PllavaProcessor.from_pretrained(source, **kwargs)
