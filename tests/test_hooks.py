@@ -69,9 +69,15 @@ def test_hooks_read_the_true_values(family):
         logits, cache = model.run_with_cache(prompt, device="cpu")
         ref = model.hf_model(**prompt.inputs, output_hidden_states=True, output_attentions=True)
     last = model.cfg.n_layers - 1
-    # the residual stream entering each layer is HF's hidden state
-    for layer in range(model.cfg.n_layers):
-        assert torch.allclose(cache[f"blocks.{layer}.hook_resid_pre"], ref.hidden_states[layer], atol=1e-5)
+    # HF's hidden states are the embeddings and each block's output; what enters the next
+    # block is that output after the adapter's between-layer step (Qwen3-VL's DeepStack)
+    assert torch.allclose(cache["blocks.0.hook_resid_pre"], ref.hidden_states[0], atol=1e-5)
+    extra = model.lm_inputs(model.batch(prompt)).extra
+    for layer in range(model.cfg.n_layers - 1):
+        post = cache[f"blocks.{layer}.hook_resid_post"]
+        assert torch.allclose(post, ref.hidden_states[layer + 1], atol=1e-5)
+        after = model.adapter.after_layer(layer, post, extra)
+        assert torch.allclose(cache[f"blocks.{layer + 1}.hook_resid_pre"], after, atol=1e-6)
     # the attention pattern is HF's eager attention weights
     for layer in range(model.cfg.n_layers):
         assert torch.allclose(cache[f"blocks.{layer}.attn.hook_pattern"], ref.attentions[layer], atol=1e-5)

@@ -24,6 +24,10 @@ EXPECTED_VIDEO_TOKENS = {
     "qwen2_vl": 16,
     "video_llava": 136,  # 8 frames x (1 CLS + 4x4 patches)
     "internvl": 32,  # 8 frames x 2x2 <IMG_CONTEXT> tokens
+    # with no video metadata the real Qwen3-VL video processor samples at 2 fps assuming a
+    # 24 fps source: max(int(8 / 24 * 2), min_frames=4) = 4 frames -> 2 pairs x 2x2 (each run
+    # wrapped in a timestamp and start/end tokens); prepare() keeps all 8 (16 tokens)
+    "qwen3_vl": 8,
 }
 EXPECTED_PADDING_SIDE = {
     "llava_next_video": "left",
@@ -32,6 +36,7 @@ EXPECTED_PADDING_SIDE = {
     "qwen2_vl": "right",
     "video_llava": "left",
     "internvl": "left",
+    "qwen3_vl": "right",
 }
 
 

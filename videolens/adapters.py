@@ -152,6 +152,30 @@ class VideoLLMAdapter:
         steps = torch.arange(1, n_new + 1, device=position_ids.device)
         return last + steps
 
+    # ---- the layer loop -----------------------------------------------------------------------
+    def after_layer(
+        self, layer: int, resid: torch.Tensor, extra: dict[str, Any] | None, positions: slice | None = None
+    ) -> torch.Tensor:
+        """What the language model does to the residual stream between layer ``layer`` and the next.
+
+        The core calls this after every decoder block it runs: after the block's
+        ``hook_resid_post`` and before the next block's ``hook_resid_pre`` (or, after the
+        last block, before the final norm). The default changes nothing. Families that
+        inject features mid-stack (Qwen3-VL's DeepStack adds visual features after the
+        first few layers) override it.
+
+        Args:
+            layer: the layer just run.
+            resid: ``(batch, pos, d_model)``, the block's output.
+            extra: the extra keyword arguments the HF model passed to its language model
+                (``LMInputs.extra``), describing the *prompt's* positions; None or empty
+                when there are none.
+            positions: which prompt positions ``resid``'s ``pos`` axis covers (a
+                ``slice`` into the prompt; None: the whole prompt). Positions at or past the
+                prompt's end (generated tokens) are never visual.
+        """
+        return resid
+
     # ---- video layout -----------------------------------------------------------------------
     def video_structure(self, config: Any, inputs: dict[str, Any], item: int, n_tokens: int) -> VideoStructure:
         """Split item ``item``'s video token run (``n_tokens`` long) into temporal units."""

@@ -18,6 +18,12 @@ Hook names (per language-model layer ``l``)::
     blocks.{l}.hook_resid_mid, blocks.{l}.ln2.hook_normalized, blocks.{l}.mlp.hook_post,
     blocks.{l}.hook_mlp_out, blocks.{l}.hook_resid_post, ln_final.hook_normalized
 
+``blocks.{l}.hook_resid_post`` is the block's output (HF's ``hidden_states[l + 1]``) and
+``blocks.{l+1}.hook_resid_pre`` the input of the next block. They are equal except in
+families whose language model changes the stream between layers (Qwen3-VL's DeepStack
+adds visual features at the video positions after the first few layers; see
+``VideoLLMAdapter.after_layer``): there ``hook_resid_pre`` includes the addition.
+
 Axis glossary: ``batch``, ``pos`` (sequence position), ``head``, ``kv_head``,
 ``d_model``, ``d_head``, ``d_vocab``, ``q_pos``/``k_pos`` (query/key position).
 
@@ -486,10 +492,21 @@ class HookedVideoLLM(HookedRootModule):
         per_layer: dict[int, torch.Tensor],
         past: KVStore | None = None,
         store: KVStore | None = None,
+        extra: dict[str, Any] | None = None,
+        positions: slice | None = None,
     ) -> torch.Tensor:
+        """Run blocks ``start..stop-1``; returns the residual stream entering layer ``stop``.
+
+        After each block the adapter's :meth:`~videolens.adapters.VideoLLMAdapter.after_layer`
+        runs (e.g. Qwen3-VL's DeepStack injection), so ``blocks.{l}.hook_resid_post`` is the
+        block's own output and ``blocks.{l+1}.hook_resid_pre`` what layer ``l+1`` really
+        receives. ``extra`` is ``LMInputs.extra`` of the prompt and ``positions`` the prompt
+        positions ``resid`` covers (None: all of them).
+        """
         for layer in range(start, stop):
             call = LayerCall(layer, self.blocks[layer].attn, per_layer.get(layer, base), past, store)
             resid = self.blocks[layer](resid, call, position_embeddings)
+            resid = self.adapter.after_layer(layer, resid, extra, positions)
         return resid
 
     def unembed(
@@ -535,7 +552,7 @@ class HookedVideoLLM(HookedRootModule):
                 "Pass residual= together with start_at_layer= (the residual stream entering that layer)."
             )
         with self._driving():
-            resid, _, _ = self._prefill(batch, interventions, start, stop, residual)
+            resid, _, _, _ = self._prefill(batch, interventions, start, stop, residual)
             if stop < self.cfg.n_layers or return_type == "resid":
                 return resid
             if return_type is None:
@@ -550,18 +567,20 @@ class HookedVideoLLM(HookedRootModule):
         stop: int,
         residual: torch.Tensor | None,
         store: KVStore | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, dict[int, torch.Tensor]]:
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[int, torch.Tensor], dict[str, Any]]:
         """Run layers ``start..stop-1`` over the whole prompt (inside :meth:`_driving`).
 
-        Returns the residual stream, the position ids (for continuing the sequence) and the
-        per-layer blocked masks (for generation to inherit).
+        Returns the residual stream, the position ids (for continuing the sequence), the
+        per-layer blocked masks (for generation to inherit) and the language model's extra
+        inputs (for :meth:`_layers` in later steps).
         """
         lm_in = self.lm_inputs(batch)
         base, per_layer, blocked = self._allowed(batch, interventions)
         resid = self._embed(batch, lm_in) if residual is None else residual.to(self.cfg.device)
         pos_ids = self._position_ids(lm_in, batch)
         pe = self.adapter.position_embeddings(self._lm, resid, pos_ids)
-        return self._layers(resid, pe, start, stop, base, per_layer, None, store), pos_ids, blocked
+        resid = self._layers(resid, pe, start, stop, base, per_layer, None, store, lm_in.extra)
+        return resid, pos_ids, blocked, lm_in.extra
 
     def _position_ids(self, lm_in: LMInputs, batch: PromptBatch) -> torch.Tensor:
         if lm_in.position_ids is not None:
@@ -652,7 +671,7 @@ class HookedVideoLLM(HookedRootModule):
         n, device, bsz = batch.seq_len, self.cfg.device, batch.size
         with self._driving():
             store = KVStore.empty()
-            resid, pos_ids, blocked = self._prefill(batch, interventions, 0, self.cfg.n_layers, None, store)
+            resid, pos_ids, blocked, extra = self._prefill(batch, interventions, 0, self.cfg.n_layers, None, store)
             logits = self.unembed(resid[:, -1:])
             valid = batch.inputs.get("attention_mask", torch.ones(bsz, n, dtype=torch.long)).to(device).bool()
             last_rows = torch.tensor([int(layout["last"][0]) for layout in batch.layouts], device=device)
@@ -678,7 +697,8 @@ class HookedVideoLLM(HookedRootModule):
                 pos_ids = self.adapter.next_position_ids(pos_ids, 1)
                 resid = self.hook_embed(getattr(self._lm, self.adapter.embed_tokens)(token[:, None]))
                 pe = self.adapter.position_embeddings(self._lm, resid, pos_ids)
-                resid = self._layers(resid, pe, 0, self.cfg.n_layers, step_base, step_layers, store, store)
+                at = slice(k_len - 1, k_len)  # a generated token: past the prompt, never visual
+                resid = self._layers(resid, pe, 0, self.cfg.n_layers, step_base, step_layers, store, store, extra, at)
                 logits = self.unembed(resid)
         tokens = torch.stack(out, dim=1)
         if return_type == "tokens":

@@ -68,12 +68,15 @@ class SweepEngine:
             lm_in = model.lm_inputs(batch)
             resid = model._embed(batch, lm_in)
             pos_ids = model._position_ids(lm_in, batch)
+            self.extra = lm_in.extra  # e.g. DeepStack features, applied after layers by the adapter
             self.position_embeddings = model.adapter.position_embeddings(model._lm, resid, pos_ids)
             self.kv = KVStore.empty()
             self.resid_pre: list[torch.Tensor] = []
             for layer in range(model.cfg.n_layers):
                 self.resid_pre.append(resid)
-                resid = model._layers(resid, self.position_embeddings, layer, layer + 1, None, {}, None, self.kv)
+                resid = model._layers(
+                    resid, self.position_embeddings, layer, layer + 1, None, {}, None, self.kv, self.extra
+                )
             self.clean_last_logits = model.unembed(resid[:, -1])[0]
 
     @property
@@ -146,5 +149,7 @@ class SweepEngine:
             for i, m in enumerate(masks):
                 allowed[i] = causal if m is None else causal & ~m[0, :, q0:]
             per_layer[layer] = allowed
-        resid = model._layers(resid, pe, first_layer, model.cfg.n_layers, None, per_layer, past, None)
+        resid = model._layers(
+            resid, pe, first_layer, model.cfg.n_layers, None, per_layer, past, None, self.extra, slice(q0, n)
+        )
         return model.unembed(resid[:, -1])

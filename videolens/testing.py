@@ -25,6 +25,13 @@ tiny resolution by the processor):
 * ``qwen2_vl``: the same sizes as ``qwen2_5_vl`` (56x56 frames, patch 14,
   temporal patch 2, 2x2 merge) -> **4 tokens per temporal unit**, 16
   ``<|video_pad|>`` tokens for 8 frames.
+* ``qwen3_vl``: frames at most 56x56 (48x48 -> 56x56), patch 14, temporal patch
+  2, 2x2 merge -> **4 tokens per temporal unit**, 16 ``<|video_pad|>`` tokens for 8
+  frames through ``prepare`` (which passes the metadata and ``do_sample_frames=False``).
+  Each unit's run is written ``<{t:.1f} seconds><|vision_start|>...<|vision_end|>``
+  inside the template's own start/end tokens. A bare processor call without
+  ``video_metadata`` samples frames at 2 fps from an assumed 24 fps source, i.e. 4 of
+  the 8 frames (``min_frames``): 8 tokens.
 * ``video_llava``: frames resized and centre-cropped to 32x32, CLIP patch 8
   -> 4x4 patches, and the CLS token is KEPT, first, with no pooling ->
   **1 + 16 = 17 tokens per frame**, 8 * 17 = 136 ``<video>`` tokens for 8
@@ -60,6 +67,14 @@ Qwen2.5-VL). Having both sides in the test models keeps code that
 locates tokens honest about padding.
 
 Quirks found in transformers 5.23:
+
+* Qwen3-VL's video processor bounds the pixels of the whole clip (``size`` is
+  frames x height x width); ``cap_pixels_per_frame=True`` with
+  ``max_video_tokens=4`` caps every frame at 56x56. Its vision tower has a learned
+  position grid (``num_position_embeddings=16``: 4x4 patches) and DeepStack mergers
+  (``deepstack_visual_indexes``); ``get_video_features`` returns per-video tuples in
+  ``pooler_output`` and ``deepstack_features``. HF's ``output_hidden_states`` records each
+  decoder layer's output *before* the DeepStack addition.
 
 * Qwen2.5-VL needs a frame rate to space the temporal rotary positions. With
   plain numpy frames and no ``video_metadata``, ``VideoMetadata.sampled_fps``
@@ -155,6 +170,10 @@ from transformers import (
     Qwen2VLImageProcessor,
     Qwen2VLProcessor,
     Qwen2VLVideoProcessor,
+    Qwen3VLConfig,
+    Qwen3VLForConditionalGeneration,
+    Qwen3VLProcessor,
+    Qwen3VLVideoProcessor,
     SiglipVisionConfig,
     VideoLlavaConfig,
     VideoLlavaForConditionalGeneration,
@@ -178,6 +197,7 @@ SUPPORTED_TINY_FAMILIES: tuple[str, ...] = (
     "qwen2_vl",
     "video_llava",
     "internvl",
+    "qwen3_vl",
 )
 
 # --------------------------------------------------------------------------- sizes
@@ -377,6 +397,17 @@ _TOKENIZER_SPECS: dict[str, _TokenizerSpec] = {
 # Qwen2-VL shares Qwen2.5-VL's tokenizer and template; Video-LLaVA (Vicuna text tower)
 # shares LLaVA-NeXT-Video's tokens and its "USER: <video>\n... ASSISTANT:" format.
 _TOKENIZER_SPECS["qwen2_vl"] = _TOKENIZER_SPECS["qwen2_5_vl"]
+# Qwen3-VL: the same tokens; its template inserts no default system message.
+_TOKENIZER_SPECS["qwen3_vl"] = _TokenizerSpec(
+    **{
+        **_TOKENIZER_SPECS["qwen2_5_vl"].__dict__,
+        "chat_template": _chatml_template(
+            "<|vision_start|><|image_pad|><|vision_end|>",
+            "<|vision_start|><|video_pad|><|vision_end|>",
+            default_system=None,
+        ),
+    }
+)
 _TOKENIZER_SPECS["video_llava"] = _TOKENIZER_SPECS["llava_next_video"]
 # InternVL (Qwen2 text tower): ChatML, a "<video>\n" placeholder that the processor turns
 # into "Frame1: <img><IMG_CONTEXT>...</img>" lines.
@@ -691,6 +722,55 @@ def _qwen2_vl_config(dims: _TextDims, tokenizer: PreTrainedTokenizerFast) -> Qwe
     )
 
 
+def _qwen3_vl_config(dims: _TextDims, tokenizer: PreTrainedTokenizerFast) -> Qwen3VLConfig:
+    """Qwen3-VL vision tower (learned 4x4 position grid, 2x2 merger, DeepStack) + Qwen3 text tower.
+
+    DeepStack is on: the features of vision layer 0 go through their own merger and are
+    added to the language model's hidden states at the video positions after text layer
+    0 (the real models: 3 vision layers feeding text layers 0, 1, 2). Only the first text
+    layer gets one, as in the real models, where DeepStack never reaches the last layer
+    (it would land between the last ``hook_resid_post`` and the final norm). M-RoPE is interleaved; ``mrope_section`` splits the
+    rotary half-dimension 1/2, 1/4, 1/4 ([4, 2, 2] for head_dim 16) so that the
+    interleaved H and W slots fit.
+    """
+    head_dim = dims.hidden_size // dims.num_heads
+    half = head_dim // 2
+    spatial = max(1, (half - 1) // 3)
+    vision = {
+        "depth": _VISION_LAYERS,
+        "hidden_size": _VISION_HIDDEN,
+        "intermediate_size": 2 * _VISION_HIDDEN,
+        "num_heads": _VISION_HEADS,
+        "patch_size": _QWEN_PATCH_SIZE,
+        "spatial_merge_size": _QWEN_MERGE_SIZE,
+        "temporal_patch_size": _QWEN_TEMPORAL_PATCH,
+        "out_hidden_size": dims.hidden_size,
+        "num_position_embeddings": 16,
+        "deepstack_visual_indexes": [0],
+    }
+    text = {
+        "model_type": "qwen3_vl_text",
+        **dims.common_kwargs(),
+        **_token_ids(tokenizer),
+        "head_dim": head_dim,
+        "rope_parameters": {
+            "rope_type": "default",
+            "rope_theta": 5_000_000.0,
+            "mrope_section": [half - 2 * spatial, spatial, spatial],
+            "mrope_interleaved": True,
+        },
+    }
+    return Qwen3VLConfig(
+        text_config=text,
+        vision_config=vision,
+        image_token_id=tokenizer.convert_tokens_to_ids("<|image_pad|>"),
+        video_token_id=tokenizer.convert_tokens_to_ids("<|video_pad|>"),
+        vision_start_token_id=tokenizer.convert_tokens_to_ids("<|vision_start|>"),
+        vision_end_token_id=tokenizer.convert_tokens_to_ids("<|vision_end|>"),
+        tie_word_embeddings=False,
+    )
+
+
 def _video_llava_config(dims: _TextDims, tokenizer: PreTrainedTokenizerFast) -> VideoLlavaConfig:
     """CLIP video/image towers + Llama text tower; video frames keep their CLS token."""
     vision = CLIPVisionConfig(
@@ -793,6 +873,28 @@ def _qwen2_vl_processor(tokenizer: PreTrainedTokenizerFast) -> Qwen2VLProcessor:
     )
 
 
+def _qwen3_vl_processor(tokenizer: PreTrainedTokenizerFast) -> Qwen3VLProcessor:
+    """Real Qwen3-VL processor; every frame at most 56x56 pixels (4 tokens per frame pair).
+
+    The Qwen3-VL video processor's ``size`` bounds the pixels of the whole clip
+    (frames x height x width); ``cap_pixels_per_frame`` with ``max_video_tokens=4``
+    caps each frame at 4 merged tokens' worth (56x56), whatever the clip length.
+    """
+    shared = {
+        "patch_size": _QWEN_PATCH_SIZE,
+        "merge_size": _QWEN_MERGE_SIZE,
+        "temporal_patch_size": _QWEN_TEMPORAL_PATCH,
+    }
+    frame = {"shortest_edge": _QWEN_FRAME_PIXELS, "longest_edge": _QWEN_FRAME_PIXELS}
+    clip = {"shortest_edge": _QWEN_FRAME_PIXELS // 2, "longest_edge": 1024 * _QWEN_FRAME_PIXELS}
+    return Qwen3VLProcessor(
+        image_processor=Qwen2VLImageProcessor(**shared, size=frame),
+        tokenizer=tokenizer,
+        video_processor=Qwen3VLVideoProcessor(**shared, size=clip, cap_pixels_per_frame=True, max_video_tokens=4),
+        chat_template=tokenizer.chat_template,
+    )
+
+
 def _video_llava_processor(tokenizer: PreTrainedTokenizerFast) -> VideoLlavaProcessor:
     """Real Video-LLaVA processor resizing/cropping every frame to the tiny size."""
     size = _LLAVA_IMAGE_SIZE
@@ -835,6 +937,7 @@ _FAMILIES: dict[str, _FamilyBuilders] = {
     "qwen2_vl": _FamilyBuilders(_qwen2_vl_config, Qwen2VLForConditionalGeneration, _qwen2_vl_processor),
     "video_llava": _FamilyBuilders(_video_llava_config, VideoLlavaForConditionalGeneration, _video_llava_processor),
     "internvl": _FamilyBuilders(_internvl_config, InternVLForConditionalGeneration, _internvl_processor),
+    "qwen3_vl": _FamilyBuilders(_qwen3_vl_config, Qwen3VLForConditionalGeneration, _qwen3_vl_processor),
 }
 
 
