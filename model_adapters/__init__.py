@@ -4,7 +4,17 @@ Each module declares where the family's HF modules live and how its video tokens
 laid out (see ``videolens.adapters.VideoLLMAdapter`` and docs/adapters.md).
 """
 
-from . import internvl, llava_next_video, llava_onevision, pllava, qwen2_5_vl, qwen2_vl, qwen3_vl, video_llava
+from . import (
+    internvl,
+    llava_next_video,
+    llava_onevision,
+    pllava,
+    qwen2_5_vl,
+    qwen2_vl,
+    qwen3_vl,
+    video_llava,
+    videollama3,
+)
 
 __all__ = [
     "internvl",
@@ -15,4 +25,5 @@ __all__ = [
     "qwen2_vl",
     "qwen3_vl",
     "video_llava",
+    "videollama3",
 ]

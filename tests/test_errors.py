@@ -106,3 +106,16 @@ def test_unknown_dtype():
 
     with pytest.raises(VideoLensError, match="Unknown dtype"):
         _as_dtype("float13")
+
+
+def test_videollama3_token_compression_is_refused():
+    model = tiny("videollama3")
+    static = np.repeat(random_video(1), 8, axis=0)  # later frames repeat the first: pruned
+    processor = model.processor.video_processor
+    processor.use_token_compression = True
+    try:
+        with pytest.raises(LayoutError, match="use_token_compression=False"):
+            model.prepare(static, "What moved?", fps=2.0)
+    finally:
+        processor.use_token_compression = False
+    assert model.prepare(static, "What moved?", fps=2.0).layout.n_frames == 8

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 
@@ -86,12 +88,16 @@ def test_hooks_read_the_true_values(family):
     # the video embeddings are what the HF model spliced in
     inner = model.hf_model.model
     if hasattr(inner, "get_video_features"):
-        keys = ("pixel_values_videos", "video_grid_thw")
+        # the video inputs the feature function takes (VideoLLaMA3 also needs video_merge_sizes)
+        params = inspect.signature(inner.get_video_features).parameters
+        keys = {"pixel_values_videos", "video_grid_thw", "video_merge_sizes"} & set(params)
         video = inner.get_video_features(**{k: v for k, v in prompt.inputs.items() if k in keys}, return_dict=True)
     else:  # InternVL encodes video frames as images
         video = inner.get_image_features(pixel_values=prompt.inputs["pixel_values"], return_dict=True)
     video = video.pooler_output
     video = torch.cat([v.reshape(-1, model.cfg.d_model) for v in video])
+    if "video_compression_mask" in prompt.inputs:  # VideoLLaMA3 splices in only the kept tokens
+        video = video[prompt.inputs["video_compression_mask"]]
     assert torch.allclose(cache["hook_video_embeds"][0], video, atol=1e-6)
 
 

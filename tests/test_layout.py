@@ -16,6 +16,7 @@ EXPECTED = {  # family -> (temporal units for 8 frames, tokens per unit, extra v
     "video_llava": (8, 17, 0, 1),  # 1 CLS + 4x4 patches per frame
     "internvl": (8, 4, 0, 1),  # "FrameN: <img>" labels are video_text, not frame tokens
     "qwen3_vl": (4, 4, 0, 2),  # "<t seconds><|vision_start|>" before each unit is video_text
+    "videollama3": (8, 4, 0, 1),  # "Time t.ts:" (and the "," between frames) is video_text
 }
 
 

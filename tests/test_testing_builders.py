@@ -28,6 +28,8 @@ EXPECTED_VIDEO_TOKENS = {
     # 24 fps source: max(int(8 / 24 * 2), min_frames=4) = 4 frames -> 2 pairs x 2x2 (each run
     # wrapped in a timestamp and start/end tokens); prepare() keeps all 8 (16 tokens)
     "qwen3_vl": 8,
+    # one frame per unit, 56x56 -> 4x4 patches -> 2x2 merged tokens, "Time t.ts:" before each
+    "videollama3": 32,
 }
 EXPECTED_PADDING_SIDE = {
     "llava_next_video": "left",
@@ -37,6 +39,7 @@ EXPECTED_PADDING_SIDE = {
     "video_llava": "left",
     "internvl": "left",
     "qwen3_vl": "right",
+    "videollama3": "left",
 }
 
 

@@ -32,6 +32,11 @@ tiny resolution by the processor):
   inside the template's own start/end tokens. A bare processor call without
   ``video_metadata`` samples frames at 2 fps from an assumed 24 fps source, i.e. 4 of
   the 8 frames (``min_frames``): 8 tokens.
+* ``videollama3``: frames of 48x48 resized to 56x56 (the clip budget
+  ``longest_edge=32*56*56`` is shared by the frames), patch 14, no temporal patching,
+  2x2 merge -> **4 tokens per frame**, 32 ``<|video_pad|>`` tokens for 8 frames,
+  written ``Time {t:.1f}s:<|video_pad|>x4`` per frame, joined by ``,``. Token
+  compression is off (``use_token_compression=False``) so every frame keeps its grid.
 * ``video_llava``: frames resized and centre-cropped to 32x32, CLIP patch 8
   -> 4x4 patches, and the CLS token is KEPT, first, with no pooling ->
   **1 + 16 = 17 tokens per frame**, 8 * 17 = 136 ``<video>`` tokens for 8
@@ -175,6 +180,12 @@ from transformers import (
     Qwen3VLProcessor,
     Qwen3VLVideoProcessor,
     SiglipVisionConfig,
+    VideoLlama3Config,
+    VideoLlama3ForConditionalGeneration,
+    VideoLlama3ImageProcessor,
+    VideoLlama3Processor,
+    VideoLlama3VideoProcessor,
+    VideoLlama3VisionConfig,
     VideoLlavaConfig,
     VideoLlavaForConditionalGeneration,
     VideoLlavaImageProcessor,
@@ -198,6 +209,7 @@ SUPPORTED_TINY_FAMILIES: tuple[str, ...] = (
     "video_llava",
     "internvl",
     "qwen3_vl",
+    "videollama3",
 )
 
 # --------------------------------------------------------------------------- sizes
@@ -409,6 +421,15 @@ _TOKENIZER_SPECS["qwen3_vl"] = _TokenizerSpec(
     }
 )
 _TOKENIZER_SPECS["video_llava"] = _TOKENIZER_SPECS["llava_next_video"]
+# VideoLLaMA3 (Qwen2 text tower): the Qwen tokens; a bare "<|video_pad|>" placeholder that
+# the processor turns into "Time 0.0s:<|video_pad|>...,Time 0.5s:..." (one run per frame).
+_TOKENIZER_SPECS["videollama3"] = _TokenizerSpec(
+    **{
+        **_TOKENIZER_SPECS["qwen2_5_vl"].__dict__,
+        "chat_template": _chatml_template("<|image_pad|>\n", "<|video_pad|>\n", default_system=None),
+        "padding_side": "left",
+    }
+)
 # InternVL (Qwen2 text tower): ChatML, a "<video>\n" placeholder that the processor turns
 # into "Frame1: <img><IMG_CONTEXT>...</img>" lines.
 _TOKENIZER_SPECS["internvl"] = _TokenizerSpec(
@@ -771,6 +792,25 @@ def _qwen3_vl_config(dims: _TextDims, tokenizer: PreTrainedTokenizerFast) -> Qwe
     )
 
 
+def _videollama3_config(dims: _TextDims, tokenizer: PreTrainedTokenizerFast) -> VideoLlama3Config:
+    """VideoLLaMA3 vision tower (2D axial RoPE, patch 14, 2x2 merge per frame) + Qwen2 text tower."""
+    vision = VideoLlama3VisionConfig(
+        hidden_size=_VISION_HIDDEN,
+        intermediate_size=2 * _VISION_HIDDEN,
+        num_hidden_layers=_VISION_LAYERS,
+        num_attention_heads=_VISION_HEADS,
+        patch_size=_QWEN_PATCH_SIZE,
+    )
+    text = Qwen2Config(**dims.common_kwargs(), **_token_ids(tokenizer), tie_word_embeddings=False)
+    return VideoLlama3Config(
+        text_config=text,
+        vision_config=vision,
+        image_token_id=tokenizer.convert_tokens_to_ids("<|image_pad|>"),
+        video_token_id=tokenizer.convert_tokens_to_ids("<|video_pad|>"),
+        tie_word_embeddings=False,
+    )
+
+
 def _video_llava_config(dims: _TextDims, tokenizer: PreTrainedTokenizerFast) -> VideoLlavaConfig:
     """CLIP video/image towers + Llama text tower; video frames keep their CLS token."""
     vision = CLIPVisionConfig(
@@ -895,6 +935,25 @@ def _qwen3_vl_processor(tokenizer: PreTrainedTokenizerFast) -> Qwen3VLProcessor:
     )
 
 
+def _videollama3_processor(tokenizer: PreTrainedTokenizerFast) -> VideoLlama3Processor:
+    """Real VideoLLaMA3 processor; frames of 48x48 become 56x56 (4 tokens each), compression off.
+
+    The video processor bounds ``longest_edge / n_frames`` pixels per frame (the clip's
+    budget is shared by its frames); the budget here keeps every frame of up to 32
+    frames at 56x56 or more. ``use_token_compression=False`` keeps every frame's full grid
+    (the real processor prunes tokens that barely change from the previous frame).
+    """
+    shared = {"patch_size": _QWEN_PATCH_SIZE, "merge_size": _QWEN_MERGE_SIZE}
+    frame = {"shortest_edge": _QWEN_FRAME_PIXELS, "longest_edge": _QWEN_FRAME_PIXELS}
+    clip = {"shortest_edge": _QWEN_FRAME_PIXELS, "longest_edge": 32 * _QWEN_FRAME_PIXELS}
+    return VideoLlama3Processor(
+        image_processor=VideoLlama3ImageProcessor(**shared, size=frame),
+        tokenizer=tokenizer,
+        video_processor=VideoLlama3VideoProcessor(**shared, size=clip, use_token_compression=False),
+        chat_template=tokenizer.chat_template,
+    )
+
+
 def _video_llava_processor(tokenizer: PreTrainedTokenizerFast) -> VideoLlavaProcessor:
     """Real Video-LLaVA processor resizing/cropping every frame to the tiny size."""
     size = _LLAVA_IMAGE_SIZE
@@ -938,6 +997,7 @@ _FAMILIES: dict[str, _FamilyBuilders] = {
     "video_llava": _FamilyBuilders(_video_llava_config, VideoLlavaForConditionalGeneration, _video_llava_processor),
     "internvl": _FamilyBuilders(_internvl_config, InternVLForConditionalGeneration, _internvl_processor),
     "qwen3_vl": _FamilyBuilders(_qwen3_vl_config, Qwen3VLForConditionalGeneration, _qwen3_vl_processor),
+    "videollama3": _FamilyBuilders(_videollama3_config, VideoLlama3ForConditionalGeneration, _videollama3_processor),
 }
 
 
