@@ -563,6 +563,15 @@ def _token_ids(tokenizer: PreTrainedTokenizerFast) -> dict[str, int | None]:
     }
 
 
+#: The vision-tower size every tiny family shares.
+_TINY_TOWER = {
+    "hidden_size": _VISION_HIDDEN,
+    "intermediate_size": 2 * _VISION_HIDDEN,
+    "num_hidden_layers": _VISION_LAYERS,
+    "num_attention_heads": _VISION_HEADS,
+}
+
+
 def _tiny_grid_pinpoints() -> list[list[int]]:
     """Any-resolution grid for still images, scaled down to the tiny tile size."""
     s = _LLAVA_IMAGE_SIZE
@@ -572,10 +581,7 @@ def _tiny_grid_pinpoints() -> list[list[int]]:
 def _llava_next_video_config(dims: _TextDims, tokenizer: PreTrainedTokenizerFast) -> LlavaNextVideoConfig:
     """CLIP vision tower + Llama text tower, wired to the tiny tokenizer's ids."""
     vision = CLIPVisionConfig(
-        hidden_size=_VISION_HIDDEN,
-        intermediate_size=2 * _VISION_HIDDEN,
-        num_hidden_layers=_VISION_LAYERS,
-        num_attention_heads=_VISION_HEADS,
+        **_TINY_TOWER,
         image_size=_LLAVA_IMAGE_SIZE,
         patch_size=_LLAVA_PATCH_SIZE,
         projection_dim=_VISION_HIDDEN,
@@ -600,10 +606,7 @@ def _llava_next_video_config(dims: _TextDims, tokenizer: PreTrainedTokenizerFast
 def _llava_onevision_config(dims: _TextDims, tokenizer: PreTrainedTokenizerFast) -> LlavaOnevisionConfig:
     """SigLIP vision tower + Qwen2 text tower, wired to the tiny tokenizer's ids."""
     vision = SiglipVisionConfig(
-        hidden_size=_VISION_HIDDEN,
-        intermediate_size=2 * _VISION_HIDDEN,
-        num_hidden_layers=_VISION_LAYERS,
-        num_attention_heads=_VISION_HEADS,
+        **_TINY_TOWER,
         image_size=_LLAVA_IMAGE_SIZE,
         patch_size=_LLAVA_PATCH_SIZE,
         vision_use_head=False,
@@ -627,10 +630,7 @@ _INTERNVL_IMAGE_SIZE = 56  # patch 14 -> 4x4 patches -> pixel shuffle 0.5 -> 2x2
 def _internvl_config(dims: _TextDims, tokenizer: PreTrainedTokenizerFast) -> InternVLConfig:
     """InternViT-style tower + Qwen2 text tower; each frame becomes 4 ``<IMG_CONTEXT>`` tokens."""
     vision = InternVLVisionConfig(
-        hidden_size=_VISION_HIDDEN,
-        intermediate_size=2 * _VISION_HIDDEN,
-        num_hidden_layers=_VISION_LAYERS,
-        num_attention_heads=_VISION_HEADS,
+        **_TINY_TOWER,
         image_size=_INTERNVL_IMAGE_SIZE,
         patch_size=14,
     )
@@ -795,10 +795,7 @@ def _qwen3_vl_config(dims: _TextDims, tokenizer: PreTrainedTokenizerFast) -> Qwe
 def _videollama3_config(dims: _TextDims, tokenizer: PreTrainedTokenizerFast) -> VideoLlama3Config:
     """VideoLLaMA3 vision tower (2D axial RoPE, patch 14, 2x2 merge per frame) + Qwen2 text tower."""
     vision = VideoLlama3VisionConfig(
-        hidden_size=_VISION_HIDDEN,
-        intermediate_size=2 * _VISION_HIDDEN,
-        num_hidden_layers=_VISION_LAYERS,
-        num_attention_heads=_VISION_HEADS,
+        **_TINY_TOWER,
         patch_size=_QWEN_PATCH_SIZE,
     )
     text = Qwen2Config(**dims.common_kwargs(), **_token_ids(tokenizer), tie_word_embeddings=False)
@@ -814,10 +811,7 @@ def _videollama3_config(dims: _TextDims, tokenizer: PreTrainedTokenizerFast) -> 
 def _video_llava_config(dims: _TextDims, tokenizer: PreTrainedTokenizerFast) -> VideoLlavaConfig:
     """CLIP video/image towers + Llama text tower; video frames keep their CLS token."""
     vision = CLIPVisionConfig(
-        hidden_size=_VISION_HIDDEN,
-        intermediate_size=2 * _VISION_HIDDEN,
-        num_hidden_layers=_VISION_LAYERS,
-        num_attention_heads=_VISION_HEADS,
+        **_TINY_TOWER,
         image_size=_LLAVA_IMAGE_SIZE,
         patch_size=_LLAVA_PATCH_SIZE,
         projection_dim=_VISION_HIDDEN,
@@ -1088,10 +1082,7 @@ def build_tiny_pllava(
     tokenizer.chat_template = PLLAVA_CHAT_TEMPLATE
     dims = _TextDims(num_layers, hidden_size, num_heads, num_kv_heads, vocab_size=len(tokenizer))
     vision = CLIPVisionConfig(
-        hidden_size=_VISION_HIDDEN,
-        intermediate_size=2 * _VISION_HIDDEN,
-        num_hidden_layers=_VISION_LAYERS,
-        num_attention_heads=_VISION_HEADS,
+        **_TINY_TOWER,
         image_size=_LLAVA_IMAGE_SIZE,
         patch_size=_LLAVA_PATCH_SIZE,
         projection_dim=_VISION_HIDDEN,
