@@ -3,7 +3,7 @@
     python benchmarks/long_video_benchmark.py --size 7b --frames 64 --device cuda --out long.json
 
 Builds the LLaVA-NeXT-Video-7B-shaped model (random weights, bf16), a 64-frame prompt
-(64 x 144 = 9,216 video tokens), and runs :func:`videolens.readouts.pooled_attention`
+(64 x 144 = 9,216 video tokens), and runs :func:`videolens.engine.readouts.pooled_attention`
 (frame x frame, question and last groups, every layer and head, plus the full rows of the
 last token) with its peak GPU memory. Then it tries what a plain cache would need:
 ``run_with_cache`` on every ``hook_pattern`` (layers x heads x N^2 values), and reports
@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 from common import SHAPES, build_model  # noqa: I001
 
-from videolens.prompt import PAPER_ANSWER_PREFIX, PAPER_SYSTEM
-from videolens.readouts import pooled_attention
+from videolens.core.prompt import PAPER_ANSWER_PREFIX, PAPER_SYSTEM
+from videolens.engine.readouts import pooled_attention
 from videolens.testing import random_video
 
 

@@ -8,8 +8,8 @@ options; about 1,300 tokens) it runs every condition of the four information-flo
 
 (a) the reference method (SPEC section 2): HF eager attention, a dense per-head float mask
     swapped into the window's layers, one full forward (vision tower included) per
-    condition, batch 1 (:func:`videolens.reference.reference_logits`);
-(b) videolens: :class:`videolens.sweep.SweepEngine` (one clean pass, then each condition
+    condition, batch 1 (:func:`videolens.engine.reference.reference_logits`);
+(b) videolens: :class:`videolens.engine.sweep.SweepEngine` (one clean pass, then each condition
     recomputes only layers >= its first knocked-out layer and positions >= its first
     blocked query, batched).
 
@@ -29,11 +29,11 @@ import torch
 from common import SHAPES, build_model  # noqa: I001  (run from the benchmarks folder or with it on sys.path)
 
 from videolens.analyses.flow import TARGETS
-from videolens.prompt import PAPER_ANSWER_PREFIX, PAPER_SYSTEM
-from videolens.reference import knockout_edges, reference_logits
-from videolens.sweep import SweepEngine
+from videolens.analyses.windows import center
+from videolens.core.prompt import PAPER_ANSWER_PREFIX, PAPER_SYSTEM
+from videolens.engine.reference import knockout_edges, reference_logits
+from videolens.engine.sweep import SweepEngine
 from videolens.testing import random_video
-from videolens.windows import center
 
 
 def sync(device: str) -> None:

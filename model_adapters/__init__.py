@@ -4,7 +4,7 @@ Each module declares where the family's HF modules live and how its video tokens
 laid out (see ``videolens.adapters.VideoLLMAdapter`` and docs/adapters.md).
 """
 
-from . import (
+from model_adapters import (
     internvl,
     llava_next_video,
     llava_onevision,

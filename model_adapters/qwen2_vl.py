@@ -16,9 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from model_adapters.qwen2_5_vl import Qwen2_5_VLAdapter
 from videolens.adapters import register_adapter
-
-from .qwen2_5_vl import Qwen2_5_VLAdapter
 
 
 @register_adapter

@@ -28,9 +28,8 @@ from typing import Any
 import torch
 from transformers.video_utils import VideoMetadata
 
+from model_adapters.qwen2_5_vl import Qwen2_5_VLAdapter
 from videolens.adapters import register_adapter
-
-from .qwen2_5_vl import Qwen2_5_VLAdapter
 
 
 @register_adapter

@@ -27,9 +27,9 @@ import torch.multiprocessing as mp
 from torch.utils.data import DataLoader, IterableDataset
 
 from videolens.adapters import VideoLLMAdapter
+from videolens.core.layout import LETTERS
+from videolens.core.prompt import PAPER_ANSWER_PREFIX, PAPER_SYSTEM, prompt_text
 from videolens.data.synthetic import TASKS, make_dataset, make_sample
-from videolens.layout import LETTERS
-from videolens.prompt import PAPER_ANSWER_PREFIX, PAPER_SYSTEM, prompt_text
 from videolens.toy import build_toy_processor, build_toy_tokenizer, build_untrained_toy
 
 

@@ -22,7 +22,8 @@ from videolens.analyses import (
     random_knockout,
 )
 from videolens.analyses.common import prompt_for
-from videolens.reference import dense_allowed
+from videolens.analyses.windows import bottom_up, center, inverse, top_down, window_layers
+from videolens.engine.reference import dense_allowed
 from videolens.testing import random_video
 from videolens.viz import (
     plot_answer_probability,
@@ -32,7 +33,6 @@ from videolens.viz import (
     plot_information_flow,
     write_report,
 )
-from videolens.windows import bottom_up, center, inverse, top_down, window_layers
 
 from conftest import FAMILIES, tiny
 

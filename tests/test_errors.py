@@ -102,7 +102,7 @@ def test_errors_inside_a_run_leave_no_hooks(llava):
 
 
 def test_unknown_dtype():
-    from videolens.hooked import _as_dtype
+    from videolens.core.hooked import _as_dtype
 
     with pytest.raises(VideoLensError, match="Unknown dtype"):
         _as_dtype("float13")

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from videolens import EdgeKnockout, InterventionError, LayerRangeError
-from videolens.reference import reference_logits
+from videolens.engine.reference import reference_logits
 from videolens.testing import random_video
 
 from conftest import FAMILIES, make_prompt, tiny

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from videolens import GroupError, HookedVideoLLM, LayerRangeError, VideoLensError
-from videolens.lens import LogitLens, layer_bins, vocab_frequency
-from videolens.probe import TemporalProbe
+from videolens.analyses.lens import LogitLens, layer_bins, vocab_frequency
+from videolens.analyses.probe import TemporalProbe
 from videolens.testing import build_tiny_model
-from videolens.viz_lens import plot_frame_words, plot_probe_scores, plot_vocab_frequency
+from videolens.viz.lens import plot_frame_words, plot_probe_scores, plot_vocab_frequency
 
 from conftest import FAMILIES, make_prompt, tiny
 

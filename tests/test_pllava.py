@@ -10,9 +10,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import model_adapters.pllava  # noqa: F401  (registers the adapter)
+from model_adapters.pllava.modeling import PllavaProcessor
 from videolens import EdgeKnockout, HookedVideoLLM
-from videolens.pllava import PllavaProcessor
-from videolens.reference import reference_logits
+from videolens.engine.reference import reference_logits
 from videolens.testing import build_tiny_pllava, random_video
 
 TOL = 1e-5

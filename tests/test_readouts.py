@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from videolens.readouts import pooled_attention
+from videolens.engine.readouts import pooled_attention
 
 from conftest import FAMILIES, make_prompt, tiny
 

@@ -8,9 +8,9 @@ import torch
 from videolens import EdgeKnockout
 from videolens.analyses import PAPER_PATHWAYS, Sample, effective_pathways, information_flow
 from videolens.analyses.flow import TARGETS
-from videolens.sweep import SweepEngine
+from videolens.analyses.windows import STYLES, window_layers
+from videolens.engine.sweep import SweepEngine
 from videolens.testing import random_video
-from videolens.windows import STYLES, window_layers
 
 from conftest import FAMILIES, make_prompt, tiny
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from videolens import VideoDecodeError, load_video
-from videolens.video import sample_indices
+from videolens.io.video import sample_indices
 
 
 def write_video(path, n_frames: int = 30, fps: int = 10, size: int = 32) -> None:

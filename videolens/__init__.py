@@ -16,26 +16,28 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "EdgeKnockout": "interventions",
+    "EdgeKnockout": "interventions.knockout",
     "GroupError": "errors",
-    "HookedVideoLLM": "hooked",
+    "HookedVideoLLM": "core.hooked",
     "InterventionError": "errors",
     "LayerRangeError": "errors",
     "LayoutError": "errors",
-    "LogitLens": "lens",
-    "PAPER_ANSWER_PREFIX": "prompt",
-    "PAPER_INSTRUCTION": "prompt",
-    "PAPER_SYSTEM": "prompt",
-    "PromptBatch": "prompt",
-    "TemporalProbe": "probe",
-    "TokenLayout": "layout",
+    "LogitLens": "analyses.lens",
+    "PAPER_ANSWER_PREFIX": "core.prompt",
+    "PAPER_INSTRUCTION": "core.prompt",
+    "PAPER_SYSTEM": "core.prompt",
+    "PromptBatch": "core.prompt",
+    "Sample": "data.sample",
+    "SweepEngine": "engine.sweep",
+    "TemporalProbe": "analyses.probe",
+    "TokenLayout": "core.layout",
     "UnsupportedModelError": "errors",
-    "Video": "video",
+    "Video": "io.video",
     "VideoDecodeError": "errors",
-    "VideoLLMConfig": "hooked",
+    "VideoLLMConfig": "core.hooked",
     "VideoLensError": "errors",
-    "VideoPrompt": "prompt",
-    "load_video": "video",
+    "VideoPrompt": "core.prompt",
+    "load_video": "io.video",
 }
 
 __all__ = [
@@ -50,6 +52,8 @@ __all__ = [
     "PAPER_INSTRUCTION",
     "PAPER_SYSTEM",
     "PromptBatch",
+    "Sample",
+    "SweepEngine",
     "TemporalProbe",
     "TokenLayout",
     "UnsupportedModelError",
@@ -75,7 +79,14 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
-    from .errors import (
+    from videolens.analyses.lens import LogitLens
+    from videolens.analyses.probe import TemporalProbe
+    from videolens.core.hooked import HookedVideoLLM, VideoLLMConfig
+    from videolens.core.layout import TokenLayout
+    from videolens.core.prompt import PAPER_ANSWER_PREFIX, PAPER_INSTRUCTION, PAPER_SYSTEM, PromptBatch, VideoPrompt
+    from videolens.data.sample import Sample
+    from videolens.engine.sweep import SweepEngine
+    from videolens.errors import (
         GroupError,
         InterventionError,
         LayerRangeError,
@@ -84,10 +95,5 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
         VideoDecodeError,
         VideoLensError,
     )
-    from .hooked import HookedVideoLLM, VideoLLMConfig
-    from .interventions import EdgeKnockout
-    from .layout import TokenLayout
-    from .lens import LogitLens
-    from .probe import TemporalProbe
-    from .prompt import PAPER_ANSWER_PREFIX, PAPER_INSTRUCTION, PAPER_SYSTEM, PromptBatch, VideoPrompt
-    from .video import Video, load_video
+    from videolens.interventions.knockout import EdgeKnockout
+    from videolens.io.video import Video, load_video

@@ -23,8 +23,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import VideoLensError
-from .models import DEFAULT_MODEL, SHIPPED
+from videolens.errors import VideoLensError
+from videolens.models import DEFAULT_MODEL, SHIPPED
 
 TARGET_NAMES = ("cross-frame", "vql-to-ql", "question-and-options-to-last", "vq-to-true-opt")
 
@@ -84,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
 def _load(args: argparse.Namespace) -> Any:
     import torch
 
-    from .hooked import HookedVideoLLM
+    from videolens.core.hooked import HookedVideoLLM
 
     name = args.model
     local = Path(name).expanduser()
@@ -103,10 +103,10 @@ def _load(args: argparse.Namespace) -> Any:
 
 
 def _samples(args: argparse.Namespace) -> list[Any]:
-    from .data.synthetic import TASKS, make_dataset
-    from .prompt import resolve_answer
-    from .sample import Sample
-    from .video import load_video
+    from videolens.core.prompt import resolve_answer
+    from videolens.data.sample import Sample
+    from videolens.data.synthetic import TASKS, make_dataset
+    from videolens.io.video import load_video
 
     if args.video is not None:
         if not args.question or not args.options:
@@ -153,8 +153,8 @@ def _accuracy_figure(df: Any) -> Any:
 
 
 def run_flow(model: Any, samples: list, out: Path, args: argparse.Namespace, targets: Sequence[str]) -> list:
-    from .analyses import flow_accuracy, information_flow
-    from .viz import plot_flow_accuracy, plot_information_flow
+    from videolens.analyses import flow_accuracy, information_flow
+    from videolens.viz.plots import plot_flow_accuracy, plot_information_flow
 
     figures = []
     window = args.window if getattr(args, "window", None) else max(1, model.cfg.n_layers // 3)
@@ -185,8 +185,8 @@ def run_flow(model: Any, samples: list, out: Path, args: argparse.Namespace, tar
 
 
 def run_pathways(model: Any, samples: list, out: Path, args: argparse.Namespace) -> list:
-    from .analyses import PAPER_PATHWAYS, effective_pathways, pathway_summary
-    from .viz import plot_effective_pathways
+    from videolens.analyses import PAPER_PATHWAYS, effective_pathways, pathway_summary
+    from videolens.viz.plots import plot_effective_pathways
 
     spec = PAPER_PATHWAYS[args.spec].scaled(model.cfg.n_layers)
     df = effective_pathways(model, samples, spec, out=out / "pathways.jsonl", progress=not args.no_progress)
@@ -197,8 +197,8 @@ def run_pathways(model: Any, samples: list, out: Path, args: argparse.Namespace)
 
 
 def run_answer_prob(model: Any, samples: list, out: Path, args: argparse.Namespace) -> list:
-    from .analyses import answer_probability
-    from .viz import plot_answer_probability
+    from videolens.analyses import answer_probability
+    from videolens.viz.plots import plot_answer_probability
 
     df = answer_probability(
         model, samples, sample_mode=args.sample_mode, out=out / "answer_prob.jsonl", progress=not args.no_progress
@@ -210,10 +210,10 @@ def run_answer_prob(model: Any, samples: list, out: Path, args: argparse.Namespa
 
 
 def run_lens(model: Any, samples: list, out: Path, args: argparse.Namespace) -> list:
-    from .analyses.common import prompt_for
-    from .data.synthetic import COLORS, COUNTS, DIRECTIONS
-    from .lens import PAPER_BAGS, LogitLens, vocab_frequency
-    from .viz_lens import plot_frame_words, plot_vocab_frequency
+    from videolens.analyses.common import prompt_for
+    from videolens.analyses.lens import PAPER_BAGS, LogitLens, vocab_frequency
+    from videolens.data.synthetic import COLORS, COUNTS, DIRECTIONS
+    from videolens.viz.lens import plot_frame_words, plot_vocab_frequency
 
     lens = LogitLens(model, projection="unembed", apply_final_norm=True)
     prompts = [prompt_for(model, s) for s in samples]
@@ -238,7 +238,7 @@ def run_baseline(model: Any, samples: list, out: Path, args: argparse.Namespace)
     import pandas as pd
     import torch
 
-    from .analyses.common import option_token_ids, prompt_for
+    from videolens.analyses.common import option_token_ids, prompt_for
 
     rows = []
     with torch.no_grad():
@@ -253,8 +253,8 @@ def run_baseline(model: Any, samples: list, out: Path, args: argparse.Namespace)
 
 
 def run_attention(model: Any, samples: list, out: Path, args: argparse.Namespace) -> list:
-    from .analyses import attention_maps
-    from .viz import plot_attention_maps
+    from videolens.analyses import attention_maps
+    from videolens.viz.plots import plot_attention_maps
 
     df = attention_maps(model, samples[: min(len(samples), 5)], progress=not args.no_progress)
     df.to_csv(out / "attention_maps.csv", index=False)
@@ -262,7 +262,7 @@ def run_attention(model: Any, samples: list, out: Path, args: argparse.Namespace
 
 
 def _report(figures: list, out: Path, title: str, notes: list[str]) -> Path:
-    from .viz import write_report
+    from videolens.viz.plots import write_report
 
     path = write_report(figures, out / "report.html", title=title, notes=notes)
     print(f"report: {path}")
@@ -298,7 +298,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     except ImportError:  # pragma: no cover
         pass
     if args.command == "pathways":
-        from .analyses import PAPER_PATHWAYS
+        from videolens.analyses import PAPER_PATHWAYS
 
         if args.spec not in PAPER_PATHWAYS:
             raise CLIError(f"Unknown spec {args.spec!r}; use one of {', '.join(PAPER_PATHWAYS)}.")

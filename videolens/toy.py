@@ -25,10 +25,10 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from .data.synthetic import vocabulary
-from .layout import LETTERS
-from .prompt import PAPER_ANSWER_PREFIX, PAPER_INSTRUCTION, PAPER_SYSTEM
-from .testing import _VICUNA_TEMPLATE, llava_next_video_processor
+from videolens.core.layout import LETTERS
+from videolens.core.prompt import PAPER_ANSWER_PREFIX, PAPER_INSTRUCTION, PAPER_SYSTEM
+from videolens.data.synthetic import vocabulary
+from videolens.testing.builders import _VICUNA_TEMPLATE, llava_next_video_processor
 
 TOY_MODEL_NAME = "videolens/toy-moving-shapes"
 FRAME_SIZE = 32

@@ -1,10 +1,10 @@
 """The analyses of "Map the Flow" as functions over a model and samples, returning DataFrames."""
 
-from .answer_probability import answer_probability
-from .attention_maps import attention_maps, frame_attention
-from .common import Sample, option_token_ids
-from .flow import TARGETS, flow_accuracy, information_flow
-from .pathways import (
+from videolens.analyses.answer_probability import answer_probability
+from videolens.analyses.attention_maps import attention_maps, frame_attention
+from videolens.analyses.common import Sample, option_token_ids
+from videolens.analyses.flow import TARGETS, flow_accuracy, information_flow
+from videolens.analyses.pathways import (
     PAPER_PATHWAYS,
     PathwaySpec,
     count_edges,

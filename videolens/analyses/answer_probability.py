@@ -15,9 +15,18 @@ from typing import Any
 import pandas as pd
 import torch
 
-from ..hooked import HookedVideoLLM
-from ..layout import LETTERS
-from .common import ResultWriter, SampleMode, iterate, keep_sample, option_token_ids, prompt_for, sample_id, sample_task
+from videolens.analyses.common import (
+    ResultWriter,
+    SampleMode,
+    iterate,
+    keep_sample,
+    option_token_ids,
+    prompt_for,
+    sample_id,
+    sample_task,
+)
+from videolens.core.hooked import HookedVideoLLM
+from videolens.core.layout import LETTERS
 
 
 @torch.no_grad()

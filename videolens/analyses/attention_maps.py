@@ -12,11 +12,11 @@ from typing import Any, Literal
 import pandas as pd
 import torch
 
-from ..hooked import HookedVideoLLM
-from ..interventions import EdgeKnockout
-from ..layout import resolve_group
-from ..prompt import VideoPrompt
-from .common import iterate, prompt_for, sample_id
+from videolens.analyses.common import iterate, prompt_for, sample_id
+from videolens.core.hooked import HookedVideoLLM
+from videolens.core.layout import resolve_group
+from videolens.core.prompt import VideoPrompt
+from videolens.interventions.knockout import EdgeKnockout
 
 
 def frame_attention(

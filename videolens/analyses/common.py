@@ -11,11 +11,11 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from ..errors import LayoutError, VideoLensError
-from ..hooked import HookedVideoLLM
-from ..layout import LETTERS
-from ..prompt import PAPER_ANSWER_PREFIX, PAPER_SYSTEM, VideoPrompt
-from ..sample import Sample
+from videolens.core.hooked import HookedVideoLLM
+from videolens.core.layout import LETTERS
+from videolens.core.prompt import PAPER_ANSWER_PREFIX, PAPER_SYSTEM, VideoPrompt
+from videolens.data.sample import Sample
+from videolens.errors import LayoutError, VideoLensError
 
 SampleMode = Literal["correct", "wrong", "all"]
 

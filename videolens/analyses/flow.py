@@ -14,12 +14,21 @@ from typing import Any, Literal
 import pandas as pd
 import torch
 
-from ..errors import VideoLensError
-from ..hooked import HookedVideoLLM
-from ..interventions import EdgeKnockout
-from ..sweep import SweepEngine
-from ..windows import WindowStyle, window_layers
-from .common import ResultWriter, SampleMode, iterate, keep_sample, option_token_ids, prompt_for, sample_id, sample_task
+from videolens.analyses.common import (
+    ResultWriter,
+    SampleMode,
+    iterate,
+    keep_sample,
+    option_token_ids,
+    prompt_for,
+    sample_id,
+    sample_task,
+)
+from videolens.analyses.windows import WindowStyle, window_layers
+from videolens.core.hooked import HookedVideoLLM
+from videolens.engine.sweep import SweepEngine
+from videolens.errors import VideoLensError
+from videolens.interventions.knockout import EdgeKnockout
 
 KnockoutFactory = Callable[[Sequence[int]], EdgeKnockout]
 
@@ -79,11 +88,11 @@ def information_flow(
             ``"question-and-options-to-last"``, ``"vq-to-true-opt"``) or your own
             ``{label: layers -> EdgeKnockout}``.
         window, window_style: the layers blocked at sweep position ``l``
-            (:mod:`videolens.windows`).
+            (:mod:`videolens.analyses.windows`).
         sample_mode: analyse samples the model gets ``"correct"``, ``"wrong"`` or ``"all"``.
         layers: sweep positions (default: every layer).
         out: a JSONL file to append rows to as they are computed.
-        engine: ``"sweep"`` (default: :class:`~videolens.sweep.SweepEngine`, reusing the clean
+        engine: ``"sweep"`` (default: :class:`~videolens.engine.sweep.SweepEngine`, reusing the clean
             run) or ``"plain"`` (one full forward per condition); the results are equal.
 
     Returns:

@@ -22,11 +22,11 @@ from typing import Any, Literal
 import pandas as pd
 import torch
 
-from ..hooked import HookedVideoLLM
-from ..interventions import EdgeKnockout, blocked_masks
-from ..layout import TokenLayout
-from ..sweep import SweepEngine
-from .common import ResultWriter, iterate, option_token_ids, prompt_for, sample_id, sample_task
+from videolens.analyses.common import ResultWriter, iterate, option_token_ids, prompt_for, sample_id, sample_task
+from videolens.core.hooked import HookedVideoLLM
+from videolens.core.layout import TokenLayout
+from videolens.engine.sweep import SweepEngine
+from videolens.interventions.knockout import EdgeKnockout, blocked_masks
 
 Range = tuple[int, int]
 

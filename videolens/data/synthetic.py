@@ -9,7 +9,7 @@ background. Tasks come in two kinds:
 - static controls (one frame suffices): ``color`` (the colour of a still square) and
   ``count`` (how many still squares).
 
-Each :class:`~videolens.sample.Sample` carries the labels probes need in ``meta``:
+Each :class:`~videolens.data.sample.Sample` carries the labels probes need in ``meta``:
 ``direction``, ``appear_frames`` (frame at which each shape appears), ``colors``,
 ``count`` and ``positions`` (top-left corner of every shape in every frame, -1 if absent).
 Questions use four options in the paper's format; the answer is the option's index.
@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..sample import Sample
+from videolens.data.sample import Sample
 
 COLORS: dict[str, tuple[int, int, int]] = {
     "red": (230, 40, 40),

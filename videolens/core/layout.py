@@ -3,7 +3,7 @@
 Every analysis talks about groups of positions: the system prompt, the video, frame ``t``,
 the patch at ``(t, h, w)``, the question, each option, the answer prefix ("tail") and the
 last position. A :class:`TokenLayout` holds them for one prompt. It is built by
-:mod:`videolens.prompt` from the processor's own outputs (placeholder token runs, frame
+:mod:`videolens.core.prompt` from the processor's own outputs (placeholder token runs, frame
 grids) and the tokenizer's offset mapping, never by searching decoded text.
 
 Leaf groups partition the sequence: every position is in exactly one of
@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from jaxtyping import Int
 
-from .errors import GroupError, LayoutError
+from videolens.errors import GroupError, LayoutError
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 

@@ -1,7 +1,7 @@
 """The adapter protocol: what the core needs to know about a VideoLLM family.
 
 An adapter *declares* where a family's modules live and how its video tokens are laid
-out; the core (:mod:`videolens.hooked`) has no per-family branches. Adapters live in the
+out; the core (:mod:`videolens.core.hooked`) has no per-family branches. Adapters live in the
 top-level ``model_adapters`` package, one module per family, and register themselves
 with :func:`register_adapter`. Third-party packages can add adapters through the
 ``videolens.adapters`` entry-point group (each entry point is imported once).
@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from .errors import LayoutError, UnsupportedModelError
+from videolens.errors import LayoutError, UnsupportedModelError
 
 HFPath = str
 HookName = str

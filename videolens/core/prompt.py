@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from jaxtyping import Int
 
-from .adapters import VideoLLMAdapter
-from .errors import LayoutError
-from .layout import LETTERS, FrameUnit, TokenLayout
-from .video import Video, as_frames
+from videolens.adapters.protocol import VideoLLMAdapter
+from videolens.core.layout import LETTERS, FrameUnit, TokenLayout
+from videolens.errors import LayoutError
+from videolens.io.video import Video, as_frames
 
 #: The system prompt of the paper's multiple-choice evaluation (MVBench-style).
 PAPER_SYSTEM = (

@@ -32,7 +32,7 @@ from transformers import AttentionInterface
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 if TYPE_CHECKING:
-    from .hooked import AttentionHooks
+    from videolens.core.hooked import AttentionHooks
 
 ATTN_IMPLEMENTATION = "videolens"
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from jaxtyping import Float, UInt8
 
-from .errors import VideoDecodeError
+from videolens.errors import VideoDecodeError
 
 Sampling = Literal["uniform", "segment_midpoint"]
 

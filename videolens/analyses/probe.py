@@ -35,15 +35,15 @@ import torch
 from jaxtyping import Float
 from tqdm.auto import tqdm
 
-from .errors import VideoLensError
-from .layout import TokenLayout
-from .lens import PositionsLike, Site, check_site, read_resid, resolve_layers, resolve_positions
-from .prompt import VideoPrompt
+from videolens.analyses.lens import PositionsLike, Site, check_site, read_resid, resolve_layers, resolve_positions
+from videolens.core.layout import TokenLayout
+from videolens.core.prompt import VideoPrompt
+from videolens.errors import VideoLensError
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
-    from .hooked import HookedVideoLLM
+    from videolens.core.hooked import HookedVideoLLM
 
 Pool = Literal["token", "frame_mean"]
 Task = Literal["auto", "classification", "regression"]
@@ -303,8 +303,8 @@ class TemporalProbe:
         return self.results_
 
     def plot(self, title: str | None = None) -> go.Figure:
-        """Held-out score per layer with the chance line (see :func:`videolens.viz_lens.plot_probe_scores`)."""
-        from .viz_lens import plot_probe_scores
+        """Held-out score per layer with the chance line (see :func:`videolens.viz.lens.plot_probe_scores`)."""
+        from videolens.viz.lens import plot_probe_scores
 
         if self.results_ is None:
             raise VideoLensError("Nothing to plot yet; call fit() first.")

@@ -7,7 +7,7 @@ model's own code computes everything: the vision tower, the splicing of video fe
 M-RoPE positions (captured from the HF forward just before its language model runs),
 each layer's norms, projections, rotary embedding and MLP. videolens drives the loop
 over decoder layers itself (so it can start or stop at any layer and reuse keys and
-values) and decides how each layer attends (:mod:`videolens.attention`).
+values) and decides how each layer attends (:mod:`videolens.core.attention`).
 
 Hook names (per language-model layer ``l``)::
 
@@ -48,13 +48,13 @@ from torch import nn
 from transformer_lens import ActivationCache, HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
-from . import attention as _attention
-from .adapters import VideoLLMAdapter, adapter_for, get_path
-from .attention import ATTN_IMPLEMENTATION, KVStore, LayerCall
-from .errors import LayerRangeError, LayoutError, UnsupportedModelError, VideoLensError
-from .interventions import EdgeKnockout, blocked_masks
-from .layout import TokenLayout
-from .prompt import PromptBatch, VideoPrompt, build_prompt, collate
+from videolens.core import attention as _attention
+from videolens.adapters.protocol import VideoLLMAdapter, adapter_for, get_path
+from videolens.core.attention import ATTN_IMPLEMENTATION, KVStore, LayerCall
+from videolens.core.layout import TokenLayout
+from videolens.core.prompt import PromptBatch, VideoPrompt, build_prompt, collate
+from videolens.errors import LayerRangeError, LayoutError, UnsupportedModelError, VideoLensError
+from videolens.interventions.knockout import EdgeKnockout, blocked_masks
 
 PromptLike = VideoPrompt | Sequence[VideoPrompt] | PromptBatch
 
@@ -270,7 +270,7 @@ class HookedVideoLLM(HookedRootModule):
             attn_implementation: HF's implementation for the *vision* tower and for plain HF
                 calls; videolens uses its own for the language model during its calls.
         """
-        from .models import resolve_model_name
+        from videolens.models import resolve_model_name
 
         source = resolve_model_name(str(name_or_path))
         config = transformers.AutoConfig.from_pretrained(source, **hf_kwargs)
@@ -346,7 +346,7 @@ class HookedVideoLLM(HookedRootModule):
             question: the question text.
             options: the answer options, shown as ``(A) ...`` lines.
             answer_prefix: text the assistant turn starts with, e.g. ``"Best option:("``.
-            system: the system prompt (``videolens.prompt.PAPER_SYSTEM`` is the paper's).
+            system: the system prompt (``videolens.core.prompt.PAPER_SYSTEM`` is the paper's).
             answer: the true option (index, letter or text); enables ``true_option`` groups.
             instruction: text after the options (default with options: "Only give the best option.").
             fps: the frames' sampling rate, for families whose positions use time.

@@ -1069,14 +1069,19 @@ def build_tiny_pllava(
     num_kv_heads: int = 2,
     pooling_shape: tuple[int, int, int] = (8, 2, 2),
 ) -> tuple[PreTrainedModel, object]:
-    """Return (tiny PLLaVA-format model, its processor), see :mod:`videolens.pllava`.
+    """Return (tiny PLLaVA-format model, its processor), see :mod:`model_adapters.pllava.modeling`.
 
     CLIP tower 32x32 / patch 8 -> a 4x4 grid per frame (CLS dropped), pooled with
     adaptive 3D average pooling to ``pooling_shape`` (8 frames of 2x2 -> 32 ``<image>``
     tokens for ``random_video(8)``); Llama text tower; the LLaVA-NeXT-Video tiny tokenizer
     with a Vicuna template that renders a video item as ``"<image>\\n"``.
     """
-    from .pllava import PLLAVA_CHAT_TEMPLATE, PllavaForConditionalGeneration, PllavaProcessor, pllava_config
+    from model_adapters.pllava.modeling import (
+        PLLAVA_CHAT_TEMPLATE,
+        PllavaForConditionalGeneration,
+        PllavaProcessor,
+        pllava_config,
+    )
 
     tokenizer = build_tiny_tokenizer("llava_next_video")
     tokenizer.chat_template = PLLAVA_CHAT_TEMPLATE

@@ -14,10 +14,10 @@ from collections.abc import Mapping, Sequence
 import torch
 from jaxtyping import Bool, Float
 
-from .hooked import HookedVideoLLM
-from .interventions import EdgeKnockout
-from .layout import TokenLayout
-from .prompt import VideoPrompt
+from videolens.core.hooked import HookedVideoLLM
+from videolens.core.layout import TokenLayout
+from videolens.core.prompt import VideoPrompt
+from videolens.interventions.knockout import EdgeKnockout
 
 Edges = Sequence[tuple[torch.Tensor, torch.Tensor]]
 

@@ -1,6 +1,6 @@
 """PLLaVA-format checkpoints (``PllavaForConditionalGeneration``, config ``model_type`` "llava").
 
-transformers has no class for them; :mod:`videolens.pllava` provides the model and the
+transformers has no class for them; :mod:`model_adapters.pllava.modeling` provides the model and the
 processor. The projector pools the ``(T, 24, 24)`` CLIP feature grid to ``pooling_shape``
 ``(T', H', W')`` with adaptive average pooling, so the single ``<image>`` placeholder
 becomes ``T' * H' * W'`` tokens: ``T'`` frames of ``H' x W'`` tokens, frame after frame.
@@ -39,7 +39,7 @@ class PllavaAdapter(VideoLLMAdapter):
         raise UnsupportedModelError(f"{type(config).__name__} names no image token id.")
 
     def video_structure(self, config: Any, inputs: dict[str, Any], item: int, n_tokens: int) -> VideoStructure:
-        from videolens.pllava import pooling_shape
+        from model_adapters.pllava.modeling import pooling_shape
 
         t_out, h, w = pooling_shape(config)
         if n_tokens != t_out * h * w:
@@ -52,11 +52,11 @@ class PllavaAdapter(VideoLLMAdapter):
         return VideoStructure([(h, w)] * t_out, _pool_bins(n_in, t_out))
 
     def model_class(self, architecture: str) -> type:
-        from videolens.pllava import PllavaForConditionalGeneration
+        from model_adapters.pllava.modeling import PllavaForConditionalGeneration
 
         return PllavaForConditionalGeneration
 
     def load_processor(self, source: str, **kwargs: Any) -> Any:
-        from videolens.pllava import PllavaProcessor
+        from model_adapters.pllava.modeling import PllavaProcessor
 
         return PllavaProcessor.from_pretrained(source, **kwargs)

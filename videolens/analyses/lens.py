@@ -43,12 +43,12 @@ import torch
 from jaxtyping import Float, Int
 from tqdm.auto import tqdm
 
-from .errors import LayerRangeError, VideoLensError
-from .layout import TokenLayout, resolve_group
-from .prompt import VideoPrompt
+from videolens.core.layout import TokenLayout, resolve_group
+from videolens.core.prompt import VideoPrompt
+from videolens.errors import LayerRangeError, VideoLensError
 
 if TYPE_CHECKING:
-    from .hooked import HookedVideoLLM
+    from videolens.core.hooked import HookedVideoLLM
 
 Site = Literal["output", "input"]
 Projection = Literal["unembed", "embed"]

@@ -1,12 +1,12 @@
 """Figures for the logit lens and the temporal probe (plotly; they take DataFrames and arrays, never a model).
 
 - :func:`plot_vocab_frequency`: bag-word frequencies per layer bin (the paper's Fig. 5),
-  from :func:`videolens.lens.vocab_frequency`.
+  from :func:`videolens.analyses.lens.vocab_frequency`.
 - :func:`plot_frame_words`: each video token's top-1 word written at its ``(h, w)`` cell
   over the frames laid side by side, one row per layer bin (the paper's Fig. 4), from
-  :meth:`videolens.lens.LogitLens.video_tokens`.
+  :meth:`videolens.analyses.lens.LogitLens.video_tokens`.
 - :func:`plot_probe_scores`: held-out probe score per layer with chance, from
-  :meth:`videolens.probe.TemporalProbe.fit`.
+  :meth:`videolens.analyses.probe.TemporalProbe.fit`.
 
 Layers are shown 1-based, as in the paper. Figures embed no model; write them offline with
 ``fig.write_html(path, include_plotlyjs=True)``.
@@ -24,8 +24,8 @@ import plotly.graph_objects as go
 from jaxtyping import UInt8
 from plotly.subplots import make_subplots
 
-from .errors import VideoLensError
-from .lens import layer_bins
+from videolens.analyses.lens import layer_bins
+from videolens.errors import VideoLensError
 
 BagLike = Mapping[str, int] | Iterable[str | int]
 
@@ -42,7 +42,7 @@ def plot_vocab_frequency(
     """Grouped bars: for each layer bin, one bar per bag word (one panel per bag).
 
     Args:
-        df: the output of :func:`videolens.lens.vocab_frequency`.
+        df: the output of :func:`videolens.analyses.lens.vocab_frequency`.
         value: ``"frac"`` (row-normalised, as the paper plots) or ``"count"``.
         include_all: also show the ``ALL`` (or, for ``frac``, ``ALL_NORM``) group.
     """
@@ -117,12 +117,12 @@ def plot_frame_words(
     to ``max_words``). With ``bag`` only in-bag words are drawn.
 
     Args:
-        lens_df: rows of :meth:`~videolens.lens.LogitLens.video_tokens` (``layer, t, h, w,
+        lens_df: rows of :meth:`~videolens.analyses.lens.LogitLens.video_tokens` (``layer, t, h, w,
             rank, token_id, token``); only ``rank == 1`` is used.
         frames: ``(T, H, W, 3)`` uint8 frames, e.g. ``prompt.frames``.
         bag: None (every word), words (matched to the decoded token, stripped, any case),
             token ids, or ``{word: token_id}`` (e.g. from
-            :func:`videolens.lens.first_token_ids`, drawn with the word's name).
+            :func:`videolens.analyses.lens.first_token_ids`, drawn with the word's name).
         bin_size: layers per row.
         n_layers: the model's depth, to clip the last bin's label.
         frame_index: the input frame shown for each temporal unit; by default spread evenly
@@ -191,7 +191,7 @@ def plot_probe_scores(results: pd.DataFrame, title: str | None = None) -> go.Fig
     """Held-out (and training) probe score per layer, with the chance line.
 
     Args:
-        results: the output of :meth:`videolens.probe.TemporalProbe.fit`.
+        results: the output of :meth:`videolens.analyses.probe.TemporalProbe.fit`.
     """
     _need(results, ["layer", "train_score", "test_score", "chance"], "TemporalProbe.fit()")
     x = results["layer"].to_numpy() + 1

@@ -17,10 +17,10 @@ from typing import Any
 import torch
 from jaxtyping import Float
 
-from .hooked import HookedVideoLLM
-from .interventions import check_layers
-from .layout import TokenLayout, resolve_group
-from .prompt import VideoPrompt
+from videolens.core.hooked import HookedVideoLLM
+from videolens.core.layout import TokenLayout, resolve_group
+from videolens.core.prompt import VideoPrompt
+from videolens.interventions.knockout import check_layers
 
 
 @dataclass

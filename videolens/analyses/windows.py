@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from .errors import LayerRangeError, VideoLensError
+from videolens.errors import LayerRangeError, VideoLensError
 
 WindowStyle = Literal["center", "inverse", "top_down", "bottom_up"]
 

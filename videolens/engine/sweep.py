@@ -24,10 +24,10 @@ from dataclasses import dataclass
 import torch
 from jaxtyping import Float
 
-from .attention import KVStore
-from .hooked import HookedVideoLLM
-from .interventions import EdgeKnockout, blocked_masks
-from .prompt import VideoPrompt
+from videolens.core.attention import KVStore
+from videolens.core.hooked import HookedVideoLLM
+from videolens.core.prompt import VideoPrompt
+from videolens.interventions.knockout import EdgeKnockout, blocked_masks
 
 
 @dataclass

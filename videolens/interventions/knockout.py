@@ -3,7 +3,7 @@
 :class:`EdgeKnockout` blocks attention edges from the key positions of a source group to
 the query positions of a destination group in chosen layers (optionally heads). Groups
 are layout names (``"video"``, ``"frame(2)"``, ``"last"``), position lists, or callables
-on the :class:`~videolens.layout.TokenLayout`. Knockouts compose with ``+`` and compile
+on the :class:`~videolens.core.layout.TokenLayout`. Knockouts compose with ``+`` and compile
 to one boolean mask per distinct layer configuration, shared by all heads unless heads
 are named (never a dense float mask per head).
 
@@ -23,8 +23,8 @@ from typing import Any, Union
 import torch
 from jaxtyping import Bool
 
-from .errors import InterventionError, LayerRangeError
-from .layout import TokenLayout, resolve_group
+from videolens.core.layout import TokenLayout, resolve_group
+from videolens.errors import InterventionError, LayerRangeError
 
 Group = Union[str, Sequence[int], torch.Tensor, Callable[[TokenLayout], Any]]
 EdgeFn = Callable[[TokenLayout], list[tuple[torch.Tensor, torch.Tensor]]]
