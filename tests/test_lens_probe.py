@@ -73,7 +73,7 @@ def test_embed_projection_is_softmax_of_norm_h_times_embeddings(apply_final_norm
         _, cache = model.run_with_cache(prompt, names_filter="blocks.0.hook_resid_pre", device="cpu")
         h = cache["blocks.0.hook_resid_pre"][0, positions]
         if apply_final_norm:
-            h = getattr(model._lm, model.adapter.final_norm)(h)
+            h = model.ln_final.hf_module(h)
         expected = (h @ model.W_E.T).softmax(-1)
     for i, pos in enumerate(positions):
         got = full_distribution(df[df["position"] == pos], model.cfg.d_vocab)

@@ -239,14 +239,15 @@ def run_baseline(model: Any, samples: list, out: Path, args: argparse.Namespace)
     import torch
 
     from videolens.analyses.common import option_token_ids, prompt_for
+    from videolens.analyses.correctness import is_correct
 
     rows = []
     with torch.no_grad():
         for s in samples:
             p = prompt_for(model, s)
-            rows.append(
-                {"task": s.task, "correct": int(model(p)[0, -1].argmax()) == option_token_ids(model, p)[p.answer]}
-            )
+            option_token_ids(model, p)  # the option letters must be separate next tokens
+            predicted = int(model(p)[0, -1].argmax())
+            rows.append({"task": s.task, "correct": is_correct(model.tokenizer, predicted, p.answer_letter)})
     acc = pd.DataFrame(rows).groupby("task", sort=False)["correct"].mean().mul(100).rename("accuracy").reset_index()
     acc.to_csv(out / "accuracy.csv", index=False)
     return [_accuracy_figure(acc)], acc

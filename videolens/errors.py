@@ -36,3 +36,11 @@ class UnsupportedModelError(VideoLensError, ValueError):
 
 class InterventionError(VideoLensError, ValueError):
     """An intervention that cannot be applied to this prompt or model."""
+
+
+class InputError(VideoLensError, ValueError):
+    """An argument whose value videolens cannot use as given (it says which and what to pass)."""
+
+
+class StateError(VideoLensError, RuntimeError):
+    """A call made where it cannot run (e.g. videolens' attention outside a videolens forward)."""

@@ -25,6 +25,7 @@ from videolens.analyses.common import (
     sample_id,
     sample_task,
 )
+from videolens.analyses.correctness import AccuracyCounter, is_correct
 from videolens.core.hooked import HookedVideoLLM
 from videolens.core.layout import LETTERS
 
@@ -46,24 +47,24 @@ def answer_probability(
     Returns:
         One row per (sample, layer, option): ``sample_id, task, layer, option, is_true,
         probability`` (percent), ``top_tokens`` (the layer's top-k tokens). ``df.attrs``
-        has ``base_accuracy`` over the analysed samples and ``n_samples``.
+        has ``n_samples``, ``n_analysed`` and ``base_accuracy`` (clean accuracy over every
+        sample seen, see :mod:`videolens.analyses.correctness`).
     """
     n_layers = model.cfg.n_layers
     names = [f"blocks.{layer}.hook_resid_post" for layer in range(n_layers)]
     writer = ResultWriter(out)
-    n_samples = n_analysed = n_correct = 0
+    counter = AccuracyCounter()
     for index, sample in iterate(samples, "answer probability", progress):
         prompt = prompt_for(model, sample, **prepare_kwargs)
         option_ids = option_token_ids(model, prompt)
         cache: dict[str, torch.Tensor] = {}
         hooks = [(name, lambda x, hook, cache=cache: cache.__setitem__(hook.name, x[:, -1].detach())) for name in names]
         logits = model.run_with_hooks(prompt, fwd_hooks=hooks)[0, -1]
-        correct = int(logits.argmax()) == option_ids[prompt.answer]
-        n_samples += 1
-        if not keep_sample(sample_mode, correct):
+        correct = is_correct(model.tokenizer, int(logits.argmax()), prompt.answer_letter)
+        keep = keep_sample(sample_mode, correct)
+        counter.add(correct, keep)
+        if not keep:
             continue
-        n_analysed += 1
-        n_correct += correct
         rows = []
         for layer, name in enumerate(names):
             final = layer == n_layers - 1
@@ -84,5 +85,5 @@ def answer_probability(
                 )
         writer.add(rows)
     df = writer.frame()
-    df.attrs.update(n_samples=n_samples, n_analysed=n_analysed, base_accuracy=100 * n_correct / max(n_analysed, 1))
+    df.attrs.update(counter.attrs())
     return df

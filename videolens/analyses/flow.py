@@ -24,6 +24,7 @@ from videolens.analyses.common import (
     sample_id,
     sample_task,
 )
+from videolens.analyses.correctness import AccuracyCounter, decoded_letter, is_correct
 from videolens.analyses.windows import WindowStyle, window_layers
 from videolens.core.hooked import HookedVideoLLM
 from videolens.engine.sweep import SweepEngine
@@ -57,10 +58,6 @@ TARGETS: dict[str, dict[str, KnockoutFactory]] = {
         "Video -/-> True option": _edge("video", "true_option"),
     },
 }
-
-
-def _letter(model: HookedVideoLLM, token_id: int) -> str:
-    return model.tokenizer.decode([token_id]).strip()
 
 
 @torch.no_grad()
@@ -99,8 +96,9 @@ def information_flow(
         One row per (sample, pathway, layer): ``sample_id, task, target, pathway, layer,
         layers_blocked, p_base, p_new, relative_diff, p_gt_base, p_gt_new,
         relative_diff_gt, answer_base, new_answer, gt, correct_base, correct_new``.
-        ``df.attrs`` holds ``n_samples``, ``n_analysed`` and ``base_accuracy`` (over all samples).
-        Probabilities are in [0, 1]; relative diffs in percent; answers compared case-insensitively.
+        ``df.attrs`` holds ``n_samples``, ``n_analysed`` and ``base_accuracy`` (clean accuracy over
+        every sample seen, see :mod:`videolens.analyses.correctness`). Probabilities are in
+        [0, 1]; relative diffs in percent.
     """
     pathways = TARGETS.get(target) if isinstance(target, str) else target
     if pathways is None:
@@ -109,7 +107,8 @@ def information_flow(
     n_layers = model.cfg.n_layers
     sweep = list(range(n_layers)) if layers is None else list(layers)
     writer = ResultWriter(out)
-    n_samples = n_correct = n_analysed = 0
+    counter = AccuracyCounter()
+    tok = model.tokenizer
     for index, sample in iterate(samples, f"information flow ({target_name})", progress):
         prompt = prompt_for(model, sample, **prepare_kwargs)
         option_ids = option_token_ids(model, prompt)
@@ -119,12 +118,11 @@ def information_flow(
         probs = clean.float().softmax(-1)
         answer_t = int(probs.argmax())
         gt = prompt.answer_letter
-        correct = _letter(model, answer_t).lower() == gt.lower()
-        n_samples += 1
-        n_correct += correct
-        if not keep_sample(sample_mode, correct):
+        correct = is_correct(tok, answer_t, gt)
+        keep = keep_sample(sample_mode, correct)
+        counter.add(correct, keep)
+        if not keep:
             continue
-        n_analysed += 1
         p_base, p_gt_base = float(probs[answer_t]), float(probs[gt_id])
         conditions = [
             (label, layer, blocked, make(blocked))
@@ -157,16 +155,16 @@ def information_flow(
                     "p_gt_base": p_gt_base,
                     "p_gt_new": float(new[gt_id]),
                     "relative_diff_gt": (float(new[gt_id]) - p_gt_base) / max(p_gt_base, 1e-12) * 100,
-                    "answer_base": _letter(model, answer_t),
-                    "new_answer": _letter(model, new_answer),
+                    "answer_base": decoded_letter(tok, answer_t),
+                    "new_answer": decoded_letter(tok, new_answer),
                     "gt": gt,
                     "correct_base": correct,
-                    "correct_new": _letter(model, new_answer).lower() == gt.lower(),
+                    "correct_new": is_correct(tok, new_answer, gt),
                 }
             )
         writer.add(rows)
     df = writer.frame()
-    df.attrs.update(n_samples=n_samples, n_analysed=n_analysed, base_accuracy=100 * n_correct / max(n_samples, 1))
+    df.attrs.update(counter.attrs())
     return df
 
 

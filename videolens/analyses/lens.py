@@ -287,7 +287,7 @@ class LogitLens:
         if self.projection == "unembed":
             return model.unembed(resid, apply_ln=self.apply_final_norm)
         if self.apply_final_norm:
-            resid = getattr(model._lm, model.adapter.final_norm)(resid)
+            resid = model.ln_final.hf_module(resid)
         return resid @ model.W_E.T
 
     def probs(self, resid: Float[torch.Tensor, "... d_model"]) -> Float[torch.Tensor, "... d_vocab"]:

@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from videolens.analyses.common import ResultWriter, iterate, option_token_ids, prompt_for, sample_id, sample_task
+from videolens.analyses.correctness import decoded_letter, is_correct
 from videolens.core.hooked import HookedVideoLLM
 from videolens.core.layout import TokenLayout
 from videolens.engine.sweep import SweepEngine
@@ -170,8 +171,7 @@ def effective_pathways(
     writer = ResultWriter(out)
     for index, sample in iterate(samples, "effective pathways", progress):
         prompt = prompt_for(model, sample, **prepare_kwargs)
-        option_ids = option_token_ids(model, prompt)
-        gt_id = option_ids[prompt.answer]
+        option_token_ids(model, prompt)  # refuses prompts whose option letters are not separate next tokens
         kept, total = count_edges(ko, prompt.layout, n_layers, n_heads)
         conditions: list[tuple[str, list[EdgeKnockout], int]] = [("full", [], total), ("pathways", [ko], kept)]
         if random_baseline:
@@ -191,9 +191,9 @@ def effective_pathways(
                     "sample_id": sample_id(sample, index),
                     "task": sample_task(sample),
                     "condition": name,
-                    "answer": model.tokenizer.decode([answer]).strip(),
+                    "answer": decoded_letter(model.tokenizer, answer),
                     "gt": prompt.answer_letter,
-                    "correct": answer == gt_id,
+                    "correct": is_correct(model.tokenizer, answer, prompt.answer_letter),
                     "kept_edges": kept_edges,
                     "total_edges": total,
                     "kept_percent": 100 * kept_edges / total,

@@ -31,8 +31,10 @@ from jaxtyping import Bool, Float
 from transformers import AttentionInterface
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
+from videolens.errors import StateError
+
 if TYPE_CHECKING:
-    from videolens.core.hooked import AttentionHooks
+    from videolens.core.blocks import AttentionHooks
 
 ATTN_IMPLEMENTATION = "videolens"
 
@@ -105,7 +107,7 @@ def videolens_attention(
     """Attention with hooks, cached prefixes and edge masks (see the module docstring)."""
     call = attention_mask
     if not isinstance(call, LayerCall):
-        raise RuntimeError(
+        raise StateError(
             "The 'videolens' attention implementation runs only inside HookedVideoLLM calls; "
             "call the Hugging Face model with its own attn_implementation instead."
         )

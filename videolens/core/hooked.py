@@ -48,12 +48,14 @@ from torch import nn
 from transformer_lens import ActivationCache, HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
-from videolens.core import attention as _attention
 from videolens.adapters.protocol import VideoLLMAdapter, adapter_for, get_path
+from videolens.core import attention as _attention
 from videolens.core.attention import ATTN_IMPLEMENTATION, KVStore, LayerCall
+from videolens.core.blocks import HookedBlock, NormHooks
+from videolens.core.config import VideoLLMConfig
 from videolens.core.layout import TokenLayout
 from videolens.core.prompt import PromptBatch, VideoPrompt, build_prompt, collate
-from videolens.errors import LayerRangeError, LayoutError, UnsupportedModelError, VideoLensError
+from videolens.errors import InputError, LayerRangeError, LayoutError, UnsupportedModelError, VideoLensError
 from videolens.interventions.knockout import EdgeKnockout, blocked_masks
 
 PromptLike = VideoPrompt | Sequence[VideoPrompt] | PromptBatch
@@ -64,125 +66,31 @@ class _Captured(Exception):
 
 
 @dataclass
+class Prefill:
+    """What :meth:`HookedVideoLLM.prefill` returns.
+
+    Attributes:
+        resid: the residual stream entering layer ``stop``.
+        position_ids: the prompt's position ids (to continue the sequence in generation).
+        position_embeddings: rotary ``(cos, sin)`` of the prompt, for :meth:`~HookedVideoLLM.run_layers`.
+        blocked: per-layer blocked masks of the interventions (generation inherits them).
+        extra: the language model's extra inputs (``LMInputs.extra``; e.g. DeepStack features).
+    """
+
+    resid: Float[torch.Tensor, "batch pos d_model"]
+    position_ids: torch.Tensor
+    position_embeddings: tuple[torch.Tensor, torch.Tensor]
+    blocked: dict[int, torch.Tensor]
+    extra: dict[str, Any]
+
+
+@dataclass
 class LMInputs:
     """What the HF model hands its language model: embeddings, positions, extra kwargs."""
 
     inputs_embeds: Float[torch.Tensor, "batch pos d_model"]
     position_ids: torch.Tensor | None
     extra: dict[str, Any]
-
-
-@dataclass
-class VideoLLMConfig:
-    """Dimensions and identity of the wrapped model (TransformerLens-style names)."""
-
-    n_layers: int
-    n_heads: int
-    n_kv_heads: int
-    d_model: int
-    d_head: int
-    d_vocab: int
-    family: str
-    architecture: str
-    dtype: torch.dtype
-    device: torch.device
-    video_token_id: int
-
-
-class NormHooks(nn.Module):
-    """Hook on the output of a norm."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.hook_normalized = HookPoint()
-
-
-class MLPHooks(nn.Module):
-    """Hook on the MLP's hidden activation (the input of its output projection)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.hook_post = HookPoint()
-
-
-class AttentionHooks(nn.Module):
-    """Hook points of one attention layer plus TransformerLens-style weight views."""
-
-    def __init__(
-        self, hf_attn: nn.Module, adapter: VideoLLMAdapter, n_heads: int, n_kv_heads: int, d_head: int
-    ) -> None:
-        super().__init__()
-        object.__setattr__(self, "_hf", hf_attn)
-        object.__setattr__(self, "_adapter", adapter)
-        self.n_heads, self.n_kv_heads, self.d_head = n_heads, n_kv_heads, d_head
-        self.hook_q = HookPoint()  # (batch, pos, head, d_head), after rotary
-        self.hook_k = HookPoint()  # (batch, pos, kv_head, d_head), after rotary
-        self.hook_v = HookPoint()  # (batch, pos, kv_head, d_head)
-        self.hook_attn_scores = HookPoint()  # (batch, head, q_pos, k_pos), pre-softmax, masked
-        self.hook_pattern = HookPoint()  # (batch, head, q_pos, k_pos)
-        self.hook_z = HookPoint()  # (batch, pos, head, d_head)
-
-    def _in_proj(self, name: str, heads: int) -> Float[torch.Tensor, "head d_model d_head"]:
-        weight = getattr(self._hf, getattr(self._adapter, name)).weight
-        return weight.view(heads, self.d_head, -1).transpose(1, 2)
-
-    @property
-    def W_Q(self) -> Float[torch.Tensor, "head d_model d_head"]:
-        return self._in_proj("q_proj", self.n_heads)
-
-    @property
-    def W_K(self) -> Float[torch.Tensor, "kv_head d_model d_head"]:
-        return self._in_proj("k_proj", self.n_kv_heads)
-
-    @property
-    def W_V(self) -> Float[torch.Tensor, "kv_head d_model d_head"]:
-        return self._in_proj("v_proj", self.n_kv_heads)
-
-    @property
-    def W_O(self) -> Float[torch.Tensor, "head d_head d_model"]:
-        weight = getattr(self._hf, self._adapter.o_proj).weight
-        return weight.view(-1, self.n_heads, self.d_head).permute(1, 2, 0)
-
-
-class HookedBlock(nn.Module):
-    """One decoder layer: HF's own norms, attention and MLP, composed pre-norm, with hooks."""
-
-    def __init__(
-        self, hf_layer: nn.Module, adapter: VideoLLMAdapter, n_heads: int, n_kv_heads: int, d_head: int
-    ) -> None:
-        super().__init__()
-        object.__setattr__(self, "_hf", hf_layer)
-        object.__setattr__(self, "_adapter", adapter)
-        self.hook_resid_pre = HookPoint()
-        self.ln1 = NormHooks()
-        self.attn = AttentionHooks(getattr(hf_layer, adapter.attn), adapter, n_heads, n_kv_heads, d_head)
-        self.hook_attn_out = HookPoint()
-        self.hook_resid_mid = HookPoint()
-        self.ln2 = NormHooks()
-        self.mlp = MLPHooks()
-        self.hook_mlp_out = HookPoint()
-        self.hook_resid_post = HookPoint()
-
-    @property
-    def hf_layer(self) -> nn.Module:
-        return self._hf
-
-    def forward(
-        self,
-        resid: Float[torch.Tensor, "batch pos d_model"],
-        call: LayerCall,
-        position_embeddings: tuple[torch.Tensor, torch.Tensor],
-    ) -> Float[torch.Tensor, "batch pos d_model"]:
-        a, layer = self._adapter, self._hf
-        resid = self.hook_resid_pre(resid)
-        normed = self.ln1.hook_normalized(getattr(layer, a.ln1)(resid))
-        attn_out = getattr(layer, a.attn)(
-            hidden_states=normed, attention_mask=call, position_embeddings=position_embeddings, position_ids=None
-        )[0]
-        resid = self.hook_resid_mid(resid + self.hook_attn_out(attn_out))
-        normed = self.ln2.hook_normalized(getattr(layer, a.ln2)(resid))
-        mlp_out = self.hook_mlp_out(getattr(layer, a.mlp)(normed))
-        return self.hook_resid_post(resid + mlp_out)
 
 
 def _as_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
@@ -216,8 +124,8 @@ class HookedVideoLLM(HookedRootModule):
         object.__setattr__(self, "adapter", adapter or adapter_for(hf_model))
         a = self.adapter
         lm = get_path(hf_model, a.language_model)
-        object.__setattr__(self, "_lm", lm)
-        object.__setattr__(self, "_lm_head", get_path(hf_model, a.lm_head))
+        object.__setattr__(self, "language_model", lm)
+        object.__setattr__(self, "lm_head", get_path(hf_model, a.lm_head))
         layers = getattr(lm, a.layers)
         tc = a.text_config(hf_model.config)
         n_heads = tc.num_attention_heads
@@ -230,7 +138,7 @@ class HookedVideoLLM(HookedRootModule):
             n_kv_heads=n_kv,
             d_model=tc.hidden_size,
             d_head=d_head,
-            d_vocab=self._lm_head.weight.shape[0],
+            d_vocab=self.lm_head.weight.shape[0],
             family=a.family,
             architecture=type(hf_model).__name__,
             dtype=param.dtype,
@@ -240,7 +148,7 @@ class HookedVideoLLM(HookedRootModule):
         self.hook_embed = HookPoint()  # (batch, pos, d_model) token embeddings, before video splicing
         self.hook_video_embeds = HookPoint()  # (batch, video_pos, d_model) projected video features
         self.blocks = nn.ModuleList(HookedBlock(layer, a, n_heads, n_kv, d_head) for layer in layers)
-        self.ln_final = NormHooks()
+        self.ln_final = NormHooks(getattr(lm, a.final_norm))
         object.__setattr__(self, "_drive_depth", 0)
         self.setup()
 
@@ -316,11 +224,11 @@ class HookedVideoLLM(HookedRootModule):
 
     @property
     def W_U(self) -> Float[torch.Tensor, "d_model d_vocab"]:
-        return self._lm_head.weight.T
+        return self.lm_head.weight.T
 
     @property
     def W_E(self) -> Float[torch.Tensor, "d_vocab d_model"]:
-        return getattr(self._lm, self.adapter.embed_tokens).weight
+        return getattr(self.language_model, self.adapter.embed_tokens).weight
 
     def to_str_tokens(self, prompt: VideoPrompt) -> list[str]:
         """The prompt's tokens as strings (video tokens shown once per frame unit)."""
@@ -379,8 +287,13 @@ class HookedVideoLLM(HookedRootModule):
 
     # ---- running ----------------------------------------------------------------------------------
     @contextmanager
-    def _driving(self) -> Iterator[None]:
-        """Switch the language model to videolens attention and MLP hooks; always restore."""
+    def driving(self) -> Iterator[None]:
+        """Switch the language model to videolens attention and MLP hooks for a block of calls.
+
+        Every forward, generation and sweep runs inside it; it nests, and it always
+        restores HF's own attention implementation on exit (also after an exception), so
+        the HF model called directly gives HF's own results.
+        """
         if self._drive_depth:
             object.__setattr__(self, "_drive_depth", self._drive_depth + 1)
             try:
@@ -389,7 +302,7 @@ class HookedVideoLLM(HookedRootModule):
                 object.__setattr__(self, "_drive_depth", self._drive_depth - 1)
             return
         a = self.adapter
-        configs = {id(b.attn._hf.config): b.attn._hf.config for b in self.blocks}
+        configs = {id(b.attn.hf_module.config): b.attn.hf_module.config for b in self.blocks}
         saved = {key: cfg._attn_implementation_internal for key, cfg in configs.items()}
         handles = []
         try:
@@ -419,7 +332,7 @@ class HookedVideoLLM(HookedRootModule):
             captured.update(kwargs)
             raise _Captured
 
-        handle = self._lm.register_forward_pre_hook(grab, with_kwargs=True)
+        handle = self.language_model.register_forward_pre_hook(grab, with_kwargs=True)
         device = self.cfg.device
         inputs = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.inputs.items()}
         if "pixel_values_videos" in inputs and inputs["pixel_values_videos"].is_floating_point():
@@ -440,7 +353,7 @@ class HookedVideoLLM(HookedRootModule):
 
     def _embed(self, batch: PromptBatch, lm_in: LMInputs) -> Float[torch.Tensor, "batch pos d_model"]:
         input_ids = batch.inputs["input_ids"].to(self.cfg.device)
-        text = self.hook_embed(getattr(self._lm, self.adapter.embed_tokens)(input_ids))
+        text = self.hook_embed(getattr(self.language_model, self.adapter.embed_tokens)(input_ids))
         video_mask = input_ids == self.cfg.video_token_id
         counts = video_mask.sum(1)
         if not (counts == counts[0]).all():
@@ -462,7 +375,7 @@ class HookedVideoLLM(HookedRootModule):
     ) -> tuple[torch.Tensor | None, dict[int, torch.Tensor], dict[int, torch.Tensor]]:
         """The base mask (None: plain causal), per-layer allowed masks, and per-layer blocked masks."""
         n, device = batch.seq_len, self.cfg.device
-        base = None
+        base = valid = None
         if batch.padded:
             valid = batch.inputs["attention_mask"].to(device).bool()
             eye = torch.eye(n, dtype=torch.bool, device=device)
@@ -470,7 +383,9 @@ class HookedVideoLLM(HookedRootModule):
             base = (causal & (valid[:, None, :] | eye))[:, None]
         blocked: dict[int, torch.Tensor] = {}
         if interventions:
-            blocked = blocked_masks(interventions, batch.layouts, n, self.cfg.n_layers, self.cfg.n_heads, device)
+            blocked = blocked_masks(
+                interventions, batch.layouts, n, self.cfg.n_layers, self.cfg.n_heads, device, valid=valid
+            )
         per_layer: dict[int, torch.Tensor] = {}
         made: dict[int, torch.Tensor] = {}
         if not blocked:
@@ -482,7 +397,7 @@ class HookedVideoLLM(HookedRootModule):
             per_layer[layer] = made[id(mask)]
         return base, per_layer, blocked
 
-    def _layers(
+    def run_layers(
         self,
         resid: torch.Tensor,
         position_embeddings: tuple[torch.Tensor, torch.Tensor],
@@ -514,8 +429,8 @@ class HookedVideoLLM(HookedRootModule):
     ) -> Float[torch.Tensor, "... d_vocab"]:
         """Final norm (optional; hooked as ``ln_final.hook_normalized``) then the unembedding."""
         if apply_ln:
-            resid = self.ln_final.hook_normalized(getattr(self._lm, self.adapter.final_norm)(resid))
-        return self._lm_head(resid)
+            resid = self.ln_final(resid)
+        return self.lm_head(resid)
 
     def forward(
         self,
@@ -551,36 +466,39 @@ class HookedVideoLLM(HookedRootModule):
             raise VideoLensError(
                 "Pass residual= together with start_at_layer= (the residual stream entering that layer)."
             )
-        with self._driving():
-            resid, _, _, _ = self._prefill(batch, interventions, start, stop, residual)
+        with self.driving():
+            resid = self.prefill(batch, interventions, start, stop, residual).resid
             if stop < self.cfg.n_layers or return_type == "resid":
                 return resid
             if return_type is None:
                 return None
             return self.unembed(resid)
 
-    def _prefill(
+    def prefill(
         self,
-        batch: PromptBatch,
-        interventions: Sequence[EdgeKnockout] | None,
-        start: int,
-        stop: int,
-        residual: torch.Tensor | None,
+        prompt: PromptLike,
+        interventions: Sequence[EdgeKnockout] | None = None,
+        start: int = 0,
+        stop: int | None = None,
+        residual: torch.Tensor | None = None,
         store: KVStore | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, dict[int, torch.Tensor], dict[str, Any]]:
-        """Run layers ``start..stop-1`` over the whole prompt (inside :meth:`_driving`).
+    ) -> Prefill:
+        """Run layers ``start..stop-1`` over the whole prompt (call it inside :meth:`driving`).
 
-        Returns the residual stream, the position ids (for continuing the sequence), the
-        per-layer blocked masks (for generation to inherit) and the language model's extra
-        inputs (for :meth:`_layers` in later steps).
+        The building block of :meth:`forward`, :meth:`generate` and the sweep engine:
+        ``stop=0`` returns the embedded prompt (``hook_embed`` and ``hook_video_embeds``
+        applied) with its rotary position embeddings and the language model's extra inputs,
+        ready for :meth:`run_layers`. ``store`` collects every run layer's keys and values.
         """
+        batch = self.batch(prompt)
+        stop = self.cfg.n_layers if stop is None else stop
         lm_in = self.lm_inputs(batch)
         base, per_layer, blocked = self._allowed(batch, interventions)
         resid = self._embed(batch, lm_in) if residual is None else residual.to(self.cfg.device)
         pos_ids = self._position_ids(lm_in, batch)
-        pe = self.adapter.position_embeddings(self._lm, resid, pos_ids)
-        resid = self._layers(resid, pe, start, stop, base, per_layer, None, store, lm_in.extra)
-        return resid, pos_ids, blocked, lm_in.extra
+        pe = self.adapter.position_embeddings(self.language_model, resid, pos_ids)
+        resid = self.run_layers(resid, pe, start, stop, base, per_layer, None, store, lm_in.extra)
+        return Prefill(resid, pos_ids, pe, blocked, lm_in.extra)
 
     def _position_ids(self, lm_in: LMInputs, batch: PromptBatch) -> torch.Tensor:
         if lm_in.position_ids is not None:
@@ -666,12 +584,22 @@ class HookedVideoLLM(HookedRootModule):
         batch = self.batch(prompt)
         if isinstance(interventions, EdgeKnockout):
             interventions = [interventions]
+        if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 1:
+            raise InputError(f"max_new_tokens={max_new_tokens!r}: pass a whole number of tokens, at least 1.")
+        if top_k is not None and not 1 <= int(top_k) <= self.cfg.d_vocab:
+            raise InputError(f"top_k={top_k} is outside 1..{self.cfg.d_vocab} (the vocabulary size).")
+        if return_type not in ("str", "tokens"):
+            raise InputError(f"return_type={return_type!r}: use 'str' or 'tokens'.")
         generator = torch.Generator(device=self.cfg.device).manual_seed(seed) if seed is not None else None
-        eos = self.tokenizer.eos_token_id
+        eos_ids = self.eos_token_ids()
+        eos = torch.tensor(eos_ids, dtype=torch.long, device=self.cfg.device)
+        pad_id = self.tokenizer.pad_token_id
+        fill = int(pad_id) if pad_id is not None else (eos_ids[0] if eos_ids else 0)
         n, device, bsz = batch.seq_len, self.cfg.device, batch.size
-        with self._driving():
+        with self.driving():
             store = KVStore.empty()
-            resid, pos_ids, blocked, extra = self._prefill(batch, interventions, 0, self.cfg.n_layers, None, store)
+            run = self.prefill(batch, interventions, store=store)
+            resid, pos_ids, blocked, extra = run.resid, run.position_ids, run.blocked, run.extra
             logits = self.unembed(resid[:, -1:])
             valid = batch.inputs.get("attention_mask", torch.ones(bsz, n, dtype=torch.long)).to(device).bool()
             last_rows = torch.tensor([int(layout["last"][0]) for layout in batch.layouts], device=device)
@@ -680,11 +608,11 @@ class HookedVideoLLM(HookedRootModule):
             out: list[torch.Tensor] = []
             for step in range(max_new_tokens):
                 token = self._pick(logits[:, -1], do_sample, temperature, top_k, generator)
-                if eos is not None:
-                    token = torch.where(done, torch.full_like(token, self.tokenizer.pad_token_id or eos), token)
-                    done |= token == eos
+                if eos_ids:
+                    token = torch.where(done, torch.full_like(token, fill), token)
+                    done |= torch.isin(token, eos)
                 out.append(token)
-                if (stop_at_eos and eos is not None and bool(done.all())) or step == max_new_tokens - 1:
+                if (stop_at_eos and eos_ids and bool(done.all())) or step == max_new_tokens - 1:
                     break
                 valid = torch.cat([valid, torch.ones(bsz, 1, dtype=torch.bool, device=device)], dim=1)
                 k_len = valid.shape[1]
@@ -695,16 +623,31 @@ class HookedVideoLLM(HookedRootModule):
                     step_layers[layer] = row & torch.cat([allowed_prompt, extra], dim=-1)[:, :, None, :]
                 step_base = row if batch.padded else None
                 pos_ids = self.adapter.next_position_ids(pos_ids, 1)
-                resid = self.hook_embed(getattr(self._lm, self.adapter.embed_tokens)(token[:, None]))
-                pe = self.adapter.position_embeddings(self._lm, resid, pos_ids)
+                resid = self.hook_embed(getattr(self.language_model, self.adapter.embed_tokens)(token[:, None]))
+                pe = self.adapter.position_embeddings(self.language_model, resid, pos_ids)
                 at = slice(k_len - 1, k_len)  # a generated token: past the prompt, never visual
-                resid = self._layers(resid, pe, 0, self.cfg.n_layers, step_base, step_layers, store, store, extra, at)
+                resid = self.run_layers(resid, pe, 0, self.cfg.n_layers, step_base, step_layers, store, store, extra, at)
                 logits = self.unembed(resid)
         tokens = torch.stack(out, dim=1)
         if return_type == "tokens":
             return tokens
         texts = self.tokenizer.batch_decode(tokens, skip_special_tokens=True)
         return texts[0] if isinstance(prompt, VideoPrompt) else texts
+
+    def eos_token_ids(self) -> list[int]:
+        """Every token that ends a turn: the generation config's eos list and the tokenizer's eos.
+
+        Chat models often end a turn on a token other than the tokenizer's eos (Qwen models on
+        ``<|im_end|>``); Hugging Face's ``generate`` stops on any id of
+        ``generation_config.eos_token_id``, an int or a list, and so does :meth:`generate`.
+        """
+        ids: list[int] = []
+        config = getattr(self.hf_model, "generation_config", None)
+        for value in (getattr(config, "eos_token_id", None), self.tokenizer.eos_token_id):
+            for item in value if isinstance(value, (list, tuple)) else [value]:
+                if item is not None and int(item) not in ids:
+                    ids.append(int(item))
+        return ids
 
     @staticmethod
     def _pick(

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from videolens.data.sample import Sample
+from videolens.errors import InputError
 
 COLORS: dict[str, tuple[int, int, int]] = {
     "red": (230, 40, 40),
@@ -82,7 +83,7 @@ def make_sample(
 ) -> Sample:
     """Draw one video and its question for ``task``."""
     if task not in TASKS:
-        raise ValueError(f"Unknown task {task!r}; use one of {', '.join(TASKS)}.")
+        raise InputError(f"Unknown task {task!r}; use one of {', '.join(TASKS)}.")
     frames = np.full((num_frames, size, size, 3), BACKGROUND, dtype=np.uint8)
     colors = list(COLORS)
     meta: dict = {"task": task}

@@ -20,6 +20,7 @@ from jaxtyping import Float
 from videolens.core.hooked import HookedVideoLLM
 from videolens.core.layout import TokenLayout, resolve_group
 from videolens.core.prompt import VideoPrompt
+from videolens.errors import InputError
 from videolens.interventions.knockout import check_layers
 
 
@@ -89,7 +90,7 @@ def pooled_attention(
     """
     layout = model.batch(prompt).layouts[0]
     if model.batch(prompt).size != 1:
-        raise ValueError("pooled_attention reads one prompt at a time.")
+        raise InputError("pooled_attention reads one prompt at a time; call it once per prompt.")
     named = frame_groups(layout) if groups is None else {k: resolve_group(layout, v) for k, v in groups.items()}
     names = list(named)
     n = layout.seq_len
@@ -113,7 +114,7 @@ def pooled_attention(
         q = state.pop("q")[0].transpose(0, 1)  # (head, pos, d)
         keys = k[0].transpose(0, 1)  # (kv_head, pos, d)
         keys = keys.repeat_interleave(q.shape[0] // keys.shape[0], dim=0)
-        scale = model.blocks[layer].attn._hf.scaling
+        scale = model.blocks[layer].attn.scaling
         acc = torch.zeros(q.shape[0], len(names), len(names), device=dev)
         for r0 in range(0, n, chunk):
             r1 = min(n, r0 + chunk)

@@ -17,6 +17,7 @@ from jaxtyping import Bool, Float
 from videolens.core.hooked import HookedVideoLLM
 from videolens.core.layout import TokenLayout
 from videolens.core.prompt import VideoPrompt
+from videolens.errors import InputError, InterventionError
 from videolens.interventions.knockout import EdgeKnockout
 
 Edges = Sequence[tuple[torch.Tensor, torch.Tensor]]
@@ -27,7 +28,7 @@ def knockout_edges(knockout: EdgeKnockout, layout: TokenLayout) -> dict[int, lis
     out: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
     for part in knockout.parts:
         if part.pointwise:
-            raise ValueError("knockout_edges handles group knockouts, not from_mask ones.")
+            raise InterventionError("knockout_edges handles group knockouts, not from_mask ones.")
         pairs = part.edges(layout)
         for layer in part.layers:
             out.setdefault(layer, []).extend(pairs)
@@ -60,13 +61,13 @@ def reference_logits(
     hf = model.hf_model
     impl = model.adapter.text_config(hf.config)._attn_implementation
     if impl != "eager":
-        raise ValueError(f"The reference method needs eager attention; this model uses {impl!r}.")
+        raise InputError(f"The reference method needs eager attention; this model uses {impl!r}.")
     n, dtype = prompt.seq_len, next(hf.parameters()).dtype
     handles = []
     try:
         for layer, edges in edges_by_layer.items():
             mask = additive_mask(dense_allowed(n, edges, model.cfg.device), model.cfg.n_heads, dtype)
-            attn = model.blocks[layer].attn._hf
+            attn = model.blocks[layer].attn.hf_module
 
             def swap(_module, args, kwargs, mask=mask):
                 kwargs["attention_mask"] = mask

@@ -17,6 +17,7 @@ plain path stays available in every analysis (``engine="plain"``).
 
 from __future__ import annotations
 
+import weakref
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from jaxtyping import Float
 from videolens.core.attention import KVStore
 from videolens.core.hooked import HookedVideoLLM
 from videolens.core.prompt import VideoPrompt
+from videolens.errors import InputError
 from videolens.interventions.knockout import EdgeKnockout, blocked_masks
 
 
@@ -59,22 +61,21 @@ class SweepEngine:
     ) -> None:
         self.model, self.prompt, self.max_batch, self.max_tokens = model, prompt, max_batch, max_tokens
         self._mask_cache: dict = {}
-        self._first_row: dict[int, int] = {}
+        self._first_row: dict[int, tuple[weakref.ref, int]] = {}
         batch = model.batch(prompt)
         if batch.size != 1 or batch.padded:
-            raise ValueError("SweepEngine takes a single prompt; run one engine per prompt.")
+            raise InputError("SweepEngine takes a single prompt; run one engine per prompt.")
         self.batch = batch
-        with torch.no_grad(), model._driving():
-            lm_in = model.lm_inputs(batch)
-            resid = model._embed(batch, lm_in)
-            pos_ids = model._position_ids(lm_in, batch)
-            self.extra = lm_in.extra  # e.g. DeepStack features, applied after layers by the adapter
-            self.position_embeddings = model.adapter.position_embeddings(model._lm, resid, pos_ids)
+        with torch.no_grad(), model.driving():
+            embedded = model.prefill(batch, stop=0)
+            resid = embedded.resid
+            self.extra = embedded.extra  # e.g. DeepStack features, applied after layers by the adapter
+            self.position_embeddings = embedded.position_embeddings
             self.kv = KVStore.empty()
             self.resid_pre: list[torch.Tensor] = []
             for layer in range(model.cfg.n_layers):
                 self.resid_pre.append(resid)
-                resid = model._layers(
+                resid = model.run_layers(
                     resid, self.position_embeddings, layer, layer + 1, None, {}, None, self.kv, self.extra
                 )
             self.clean_last_logits = model.unembed(resid[:, -1])[0]
@@ -103,11 +104,26 @@ class SweepEngine:
         return out
 
     def _first_blocked_row(self, mask: torch.Tensor) -> int:
+        """The first query row ``mask`` blocks anything in (``seq_len``: none), computed once per mask.
+
+        Masks shared across a layer sweep live in the mask cache and are looked up many
+        times; knockout-specific masks die after their call, and a new tensor may then get
+        the same ``id``. Entries hold a weak reference and count only while it still points
+        at this very tensor, and are dropped when it dies.
+        """
         key = id(mask)
-        if key not in self._first_row:
-            any_row = mask.any(-1).any(0).any(0).nonzero()
-            self._first_row[key] = int(any_row[0]) if len(any_row) else self.seq_len
-        return self._first_row[key]
+        entry = self._first_row.get(key)
+        if entry is not None and entry[0]() is mask:
+            return entry[1]
+        any_row = mask.any(-1).any(0).any(0).nonzero()
+        row = int(any_row[0]) if len(any_row) else self.seq_len
+        self._first_row[key] = (weakref.ref(mask, lambda _ref, key=key: self._forget(key, _ref)), row)
+        return row
+
+    def _forget(self, key: int, ref: weakref.ref) -> None:
+        entry = self._first_row.get(key)
+        if entry is not None and entry[0] is ref:
+            del self._first_row[key]
 
     @torch.no_grad()
     def last_logits(self, knockouts: Sequence[EdgeKnockout | None]) -> Float[torch.Tensor, "condition d_vocab"]:
@@ -118,7 +134,7 @@ class SweepEngine:
         for cond in conditions:
             if cond is not None:
                 by_query[cond.first_query].append(cond)
-        with self.model._driving():
+        with self.model.driving():
             for q0, members in by_query.items():
                 members.sort(key=lambda c: c.first_layer)
                 size = max(1, min(self.max_batch, self.max_tokens // (self.seq_len - q0)))
@@ -149,7 +165,7 @@ class SweepEngine:
             for i, m in enumerate(masks):
                 allowed[i] = causal if m is None else causal & ~m[0, :, q0:]
             per_layer[layer] = allowed
-        resid = model._layers(
+        resid = model.run_layers(
             resid, pe, first_layer, model.cfg.n_layers, None, per_layer, past, None, self.extra, slice(q0, n)
         )
         return model.unembed(resid[:, -1])

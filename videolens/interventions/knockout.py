@@ -213,13 +213,16 @@ def blocked_masks(
     n_heads: int,
     device: torch.device | str = "cpu",
     cache: dict | None = None,
+    valid: Bool[torch.Tensor, "batch k_pos"] | None = None,
 ) -> dict[int, Bool[torch.Tensor, "batch head_or_1 q_pos k_pos"]]:
     """Compile knockouts to one boolean "blocked" mask per affected layer.
 
     Layers with the same set of edge blocks share one tensor. The head axis is 1 unless
-    some block names heads. ``cache`` (a dict kept by the caller for one set of layouts)
-    lets many knockouts that block the same groups in different layers, as in a layer
-    sweep, share their masks and checks.
+    some block names heads. ``cache`` (a dict kept by the caller for one set of layouts
+    and one padding) lets many knockouts that block the same groups in different layers,
+    as in a layer sweep, share their masks and checks. ``valid`` marks the real (not
+    padding) positions of a left-padded batch: a query must keep at least one real key,
+    so padding keys never count as something left to attend to.
     """
     cache = {} if cache is None else cache
     parts = [part for ko in interventions for part in ko.parts]
@@ -243,8 +246,7 @@ def blocked_masks(
             mask = masks[0]
             for other in masks[1:]:
                 mask = mask | other
-            causal = cache.setdefault("causal", torch.ones(seq_len, seq_len, dtype=torch.bool, device=device).tril())
-            empty = ((causal & ~mask).sum(-1) == 0).nonzero()
+            empty = ((_attendable(cache, seq_len, device, valid) & ~mask).sum(-1) == 0).nonzero()
             if len(empty):
                 b, h, q = empty[0].tolist()
                 raise InterventionError(
@@ -258,3 +260,19 @@ def blocked_masks(
     for key in [k for k in cache if (k[0] == "local") or (k[0] == "combo" and any(c[0] == "local" for c in k[1]))]:
         del cache[key]  # knockout-specific masks are not reusable
     return out
+
+
+def _attendable(
+    cache: dict, seq_len: int, device: torch.device | str, valid: torch.Tensor | None
+) -> Bool[torch.Tensor, "batch_or_1 1 q_pos k_pos"]:
+    """Keys each query may attend before any knockout: causal, and only real keys in a padded batch.
+
+    A padding query keeps itself (it attends nothing else), as the forward's own mask does.
+    """
+    causal = cache.setdefault("causal", torch.ones(seq_len, seq_len, dtype=torch.bool, device=device).tril())
+    if valid is None:
+        return causal
+    valid = valid.to(device=causal.device, dtype=torch.bool)
+    eye = torch.eye(seq_len, dtype=torch.bool, device=causal.device)
+    pad_rows = ~valid[:, None, :, None] & eye
+    return (causal & valid[:, None, None, :]) | pad_rows
