@@ -36,6 +36,11 @@ def prompt_for(model: HookedVideoLLM, sample: Sample | VideoPrompt, **prepare_kw
         if sample.answer is None:
             raise LayoutError("The prompt has no answer; prepare it with answer=... for this analysis.")
         return sample
+    if sample.answer is None:
+        raise LayoutError(
+            f"Sample {sample.id or sample.question!r} has no answer; this analysis needs the true option "
+            "(Sample(..., answer=<index, letter or option text>))."
+        )
     prepare_kwargs.setdefault("answer_prefix", PAPER_ANSWER_PREFIX)
     prepare_kwargs.setdefault("system", PAPER_SYSTEM)
     return model.prepare(sample.video, sample.question, list(sample.options), answer=sample.answer, **prepare_kwargs)
@@ -60,6 +65,14 @@ def option_token_ids(model: HookedVideoLLM, prompt: VideoPrompt) -> list[int]:
                 "separate next token; end the answer prefix differently (e.g. 'Best option:(')."
             )
         ids.append(full[-1])
+    unk = getattr(tok, "unk_token_id", None)
+    for k, token_id in enumerate(ids):
+        if token_id == unk or ids.index(token_id) != k:
+            raise LayoutError(
+                f"The option letters {LETTERS[: len(ids)]} do not map to distinct known tokens (letter "
+                f"{LETTERS[k]!r} is token {tok.convert_ids_to_tokens(token_id)!r}); this vocabulary cannot score "
+                f"{len(ids)} options. Use fewer options."
+            )
     return ids
 
 

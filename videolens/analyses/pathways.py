@@ -27,6 +27,7 @@ from videolens.analyses.correctness import decoded_letter, is_correct
 from videolens.core.hooked import HookedVideoLLM
 from videolens.core.layout import TokenLayout
 from videolens.engine.sweep import SweepEngine
+from videolens.errors import InputError
 from videolens.interventions.knockout import EdgeKnockout, blocked_masks
 
 Range = tuple[int, int]
@@ -76,6 +77,17 @@ PAPER_PATHWAYS: dict[str, PathwaySpec] = {
     "internvl": PathwaySpec(32, (5, 15), (5, 20), (10, 30), 30),
     "videollama3": PathwaySpec(28, (0, 15), (5, 20), (20, 28), None),
 }
+
+
+def resolve_pathway_spec(spec: PathwaySpec | str) -> PathwaySpec:
+    """A :class:`PathwaySpec`, or the name of one of the paper's (case-insensitive: ``"7B"`` is ``"7b"``)."""
+    if isinstance(spec, PathwaySpec):
+        return spec
+    if isinstance(spec, str) and spec.strip().lower() in PAPER_PATHWAYS:
+        return PAPER_PATHWAYS[spec.strip().lower()]
+    raise InputError(
+        f"Unknown pathway spec {spec!r}; use one of {', '.join(map(repr, PAPER_PATHWAYS))} or a PathwaySpec(...)."
+    )
 
 
 def _outside(rng: Range, n_layers: int) -> list[int]:
@@ -165,7 +177,7 @@ def effective_pathways(
         total_edges, kept_percent, suppressed_percent``. Use :func:`pathway_summary`
         for the task-level numbers (kept share = mean(kept) / mean(total)).
     """
-    spec = PAPER_PATHWAYS[spec] if isinstance(spec, str) else spec
+    spec = resolve_pathway_spec(spec)
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     ko = pathway_knockout(spec, n_layers)
     writer = ResultWriter(out)

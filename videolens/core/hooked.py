@@ -56,7 +56,7 @@ from videolens.core.config import VideoLLMConfig
 from videolens.core.layout import TokenLayout
 from videolens.core.prompt import PromptBatch, VideoPrompt, build_prompt, collate
 from videolens.errors import InputError, LayerRangeError, LayoutError, UnsupportedModelError, VideoLensError
-from videolens.interventions.knockout import EdgeKnockout, blocked_masks
+from videolens.interventions.knockout import EdgeKnockout, blocked_masks, check_interventions
 
 PromptLike = VideoPrompt | Sequence[VideoPrompt] | PromptBatch
 
@@ -245,6 +245,7 @@ class HookedVideoLLM(HookedRootModule):
         answer: int | str | None = None,
         instruction: str | None = None,
         fps: float | None = None,
+        chat_template: str | None = None,
     ) -> VideoPrompt:
         """Build a prompt in the paper's multiple-choice format and its token layout.
 
@@ -258,6 +259,7 @@ class HookedVideoLLM(HookedRootModule):
             answer: the true option (index, letter or text); enables ``true_option`` groups.
             instruction: text after the options (default with options: "Only give the best option.").
             fps: the frames' sampling rate, for families whose positions use time.
+            chat_template: a Jinja chat template to use instead of the processor's own.
         """
         return build_prompt(
             self.processor,
@@ -271,6 +273,8 @@ class HookedVideoLLM(HookedRootModule):
             system=system,
             instruction=instruction,
             fps=fps,
+            chat_template=chat_template,
+            made_for=self._signature(),
         )
 
     def batch(self, prompts: PromptLike) -> PromptBatch:
@@ -279,11 +283,38 @@ class HookedVideoLLM(HookedRootModule):
             return prompts
         if isinstance(prompts, VideoPrompt):
             prompts = [prompts]
+        if not isinstance(prompts, (Sequence, tuple)) or isinstance(prompts, str):
+            raise InputError(
+                f"Got {type(prompts).__name__} where a prompt belongs; pass a VideoPrompt from "
+                "model.prepare(video, question, ...) or a list of them."
+            )
         prompts = list(prompts)
         if not prompts or not all(isinstance(p, VideoPrompt) for p in prompts):
-            raise VideoLensError("Pass a VideoPrompt from model.prepare(...) or a list of them.")
+            raise InputError("Pass a VideoPrompt from model.prepare(...) or a non-empty list of them.")
+        for p in prompts:
+            self._check_prompt_is_ours(p)
         pad = self.tokenizer.pad_token_id
         return collate(prompts, 0 if pad is None else int(pad))
+
+    def _signature(self) -> tuple[str, int, int]:
+        """What a prompt must have been prepared for: architecture, video token id, vocabulary size."""
+        return (self.cfg.architecture, self.cfg.video_token_id, len(self.tokenizer))
+
+    def _check_prompt_is_ours(self, prompt: VideoPrompt) -> None:
+        """Refuse a prompt prepared by another model (its token ids would mean other things here)."""
+        made_for = prompt.made_for
+        if made_for is not None and tuple(made_for) != self._signature():
+            raise InputError(
+                f"This prompt was prepared by another model ({made_for[0]}, video token {made_for[1]}, "
+                f"vocabulary {made_for[2]}); this model is {self.cfg.architecture} with video token "
+                f"{self.cfg.video_token_id} and vocabulary {len(self.tokenizer)}. Prepare it with this model's prepare()."
+            )
+        top = int(prompt.input_ids.max()) if prompt.input_ids.numel() else -1
+        if top >= self.cfg.d_vocab:
+            raise InputError(
+                f"The prompt holds token id {top}, outside this model's vocabulary of {self.cfg.d_vocab}; "
+                "it was made for another tokenizer. Prepare it with this model's prepare()."
+            )
 
     # ---- running ----------------------------------------------------------------------------------
     @contextmanager
@@ -456,16 +487,24 @@ class HookedVideoLLM(HookedRootModule):
         Returns:
             Logits ``(batch, pos, d_vocab)``; the residual stream when ``stop_at_layer`` is set.
         """
+        if return_type not in ("logits", "resid", None):
+            raise InputError(f"return_type={return_type!r}: use 'logits', 'resid' or None.")
         batch = self.batch(prompt)
-        if isinstance(interventions, EdgeKnockout):
-            interventions = [interventions]
+        interventions = check_interventions(interventions)
         start = self._check_layer(start_at_layer, "start_at_layer", allow_end=False) or 0
         stop = self._check_layer(stop_at_layer, "stop_at_layer")
         stop = self.cfg.n_layers if stop is None else stop
+        if stop < start:
+            raise LayerRangeError(
+                f"stop_at_layer={stop_at_layer} comes before start_at_layer={start_at_layer}; nothing would run. "
+                "Pass stop_at_layer >= start_at_layer."
+            )
         if (residual is None) != (start_at_layer is None):
             raise VideoLensError(
                 "Pass residual= together with start_at_layer= (the residual stream entering that layer)."
             )
+        if residual is not None:
+            self._check_residual(residual, batch)
         with self.driving():
             resid = self.prefill(batch, interventions, start, stop, residual).resid
             if stop < self.cfg.n_layers or return_type == "resid":
@@ -500,6 +539,19 @@ class HookedVideoLLM(HookedRootModule):
         resid = self.run_layers(resid, pe, start, stop, base, per_layer, None, store, lm_in.extra)
         return Prefill(resid, pos_ids, pe, blocked, lm_in.extra)
 
+    def _check_residual(self, residual: object, batch: PromptBatch) -> None:
+        """A residual to start from must be a float tensor (batch, pos, d_model) of this prompt."""
+        want = (batch.size, batch.seq_len, self.cfg.d_model)
+        if not isinstance(residual, torch.Tensor):
+            raise InputError(f"residual must be a tensor of shape {want}; got {type(residual).__name__}.")
+        if tuple(residual.shape) != want:
+            raise InputError(
+                f"residual has shape {tuple(residual.shape)}; this prompt needs {want} (batch, pos, d_model), "
+                "e.g. a cached blocks.{l}.hook_resid_pre of the same prompt."
+            )
+        if not residual.is_floating_point():
+            raise InputError(f"residual has dtype {residual.dtype}; pass a floating-point tensor ({self.cfg.dtype}).")
+
     def _position_ids(self, lm_in: LMInputs, batch: PromptBatch) -> torch.Tensor:
         if lm_in.position_ids is not None:
             return lm_in.position_ids
@@ -518,6 +570,15 @@ class HookedVideoLLM(HookedRootModule):
             close = difflib.get_close_matches(name, list(self.hook_dict), n=3)
             hint = f" Did you mean {', '.join(close)}?" if close else " See docs/hooks.md for the names."
             raise VideoLensError(f"Unknown hook name {name!r}.{hint}")
+
+    def _check_names_filter(self, names_filter: Any) -> None:
+        """A names filter given as names must name hooks that exist (a typo would cache nothing)."""
+        if names_filter is None or callable(names_filter):
+            return
+        names = [names_filter] if isinstance(names_filter, str) else list(names_filter)
+        if not all(isinstance(n, str) for n in names):
+            raise InputError("names_filter must be a hook name, a list of hook names, or a function of the name.")
+        self._check_hook_names([(n, None) for n in names])
 
     @contextmanager
     def hooks(self, fwd_hooks=(), bwd_hooks=(), reset_hooks_end: bool = True, clear_contexts: bool = False):
@@ -554,6 +615,7 @@ class HookedVideoLLM(HookedRootModule):
             device: where to keep the cache (``"cpu"`` keeps GPU memory free).
             remove_batch_dim: drop the batch axis (batch of one only).
         """
+        self._check_names_filter(names_filter)
         cache_dict, fwd, _ = self.get_caching_hooks(names_filter, False, device, remove_batch_dim=remove_batch_dim)
         with self.hooks(fwd_hooks=fwd):
             out = self.forward(*model_args, **model_kwargs)
@@ -582,8 +644,7 @@ class HookedVideoLLM(HookedRootModule):
         implementation's rule.
         """
         batch = self.batch(prompt)
-        if isinstance(interventions, EdgeKnockout):
-            interventions = [interventions]
+        interventions = check_interventions(interventions)
         if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 1:
             raise InputError(f"max_new_tokens={max_new_tokens!r}: pass a whole number of tokens, at least 1.")
         if top_k is not None and not 1 <= int(top_k) <= self.cfg.d_vocab:

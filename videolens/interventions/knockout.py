@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
 
+import numpy as np
 import torch
 from jaxtyping import Bool
 
@@ -32,7 +33,7 @@ EdgeFn = Callable[[TokenLayout], list[tuple[torch.Tensor, torch.Tensor]]]
 
 def check_layers(layers: Iterable[int], n_layers: int) -> tuple[int, ...]:
     """Layers as a sorted tuple, each checked against ``n_layers``."""
-    out = sorted({int(layer) for layer in layers})
+    out = sorted(_indices(layers, "layers"))
     bad = [layer for layer in out if not 0 <= layer < n_layers]
     if bad:
         raise LayerRangeError(f"Layers {bad} are outside the model, which has layers 0..{n_layers - 1}.")
@@ -147,6 +148,43 @@ class EdgeKnockout:
         return f"EdgeKnockout({inner})"
 
 
+def _indices(values: object, name: str) -> set[int]:
+    """Whole-number indices from an iterable; a bare int is refused (``layers=5`` could mean 5 or 0..4)."""
+    if isinstance(values, (int, np.integer)) and not isinstance(values, bool):
+        raise InterventionError(
+            f"{name}={values} is a single number; pass a list or range: {name}=[{values}] for that one, "
+            f"or {name}=range({values}) for 0..{int(values) - 1}."
+        )
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise InterventionError(f"{name} must be a list or range of indices; got {type(values).__name__}.")
+    out = set()
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise InterventionError(f"{name} must hold whole numbers; got {v!r}.")
+        out.add(int(v))
+    return out
+
+
+def check_interventions(interventions: object) -> list[EdgeKnockout]:
+    """Interventions as a list of :class:`EdgeKnockout`; anything else is refused by name."""
+    if interventions is None:
+        return []
+    if isinstance(interventions, EdgeKnockout):
+        return [interventions]
+    if isinstance(interventions, (str, bytes)) or not isinstance(interventions, Iterable):
+        raise InterventionError(
+            f"interventions must be an EdgeKnockout or a list of them; got {type(interventions).__name__}."
+        )
+    items = list(interventions)
+    for item in items:
+        if not isinstance(item, EdgeKnockout):
+            raise InterventionError(
+                f"interventions holds {type(item).__name__} {item!r}; each must be an EdgeKnockout "
+                "(e.g. EdgeKnockout('video', 'last', layers=range(8, 17))). Use fwd_hooks for hook functions."
+            )
+    return items
+
+
 def _make_part(
     edges: EdgeFn,
     layers: Iterable[int],
@@ -156,10 +194,12 @@ def _make_part(
     pointwise: bool = False,
     key: tuple | None = None,
 ) -> _Edges:
-    layer_tuple = tuple(sorted({int(x) for x in layers}))
+    layer_tuple = tuple(sorted(_indices(layers, "layers")))
     if not layer_tuple:
         raise InterventionError(f"Knockout {label!r} names no layers.")
-    head_tuple = None if heads is None else tuple(sorted({int(h) for h in heads}))
+    head_tuple = None if heads is None else tuple(sorted(_indices(heads, "heads")))
+    if head_tuple == ():
+        raise InterventionError(f"Knockout {label!r} names no heads; pass heads=None to block all heads.")
     return _Edges(edges, layer_tuple, head_tuple, label, allow_self, pointwise, key)
 
 
@@ -236,6 +276,8 @@ def blocked_masks(
     for part, key in zip(parts, part_keys):
         if key not in cache:
             cache[key] = _part_mask(part, layouts, seq_len, n_heads, device)
+            if not part.pointwise:
+                _check_blocks_something(part, cache[key], _attendable(cache, seq_len, device, None))
     out: dict[int, torch.Tensor] = {}
     for layer in range(n_layers):
         combo = tuple(sorted({part_keys[i] for i, part in enumerate(parts) if layer in part.layers}, key=repr))
@@ -260,6 +302,22 @@ def blocked_masks(
     for key in [k for k in cache if (k[0] == "local") or (k[0] == "combo" and any(c[0] == "local" for c in k[1]))]:
         del cache[key]  # knockout-specific masks are not reusable
     return out
+
+
+def _check_blocks_something(part: _Edges, mask: torch.Tensor, causal: torch.Tensor) -> None:
+    """A group knockout that blocks no edge any query could use is a mistake, not a no-op.
+
+    Attention only looks back, so ``EdgeKnockout("last", "video")`` (keys after every
+    query) blocks nothing; the user almost always meant the reverse direction.
+    """
+    live = (mask & causal).flatten(1).any(-1)
+    if not bool(live.all()):
+        item = int((~live).nonzero()[0])
+        raise InterventionError(
+            f"Knockout {part.label!r} blocks no edge (item {item}): every key of its source comes after every "
+            "query of its destination, and attention only looks back. Did you swap src and dst? "
+            "EdgeKnockout(src, dst) blocks queries in dst from attending keys in src."
+        )
 
 
 def _attendable(
