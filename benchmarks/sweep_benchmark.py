@@ -6,7 +6,7 @@ For one paper-style prompt (8 frames x 144 video tokens, the MVBench system prom
 options; about 1,300 tokens) it runs every condition of the four information-flow targets
 (11 blocked pathways) at every layer with a centred window of 9:
 
-(a) the reference method (SPEC section 2): HF eager attention, a dense per-head float mask
+(a) the reference method (the paper's code): HF eager attention, a dense per-head float mask
     swapped into the window's layers, one full forward (vision tower included) per
     condition, batch 1 (:func:`videolens.engine.reference.reference_logits`);
 (b) videolens: :class:`videolens.engine.sweep.SweepEngine` (one clean pass, then each condition

@@ -1,4 +1,4 @@
-"""Layer-wise answer probability (SPEC section 3): when does the right option win?
+"""Layer-wise answer probability ("Map the Flow", Fig. 9): when does the right option win?
 
 The residual stream at the last position after each layer is projected through the
 unembedding; the final layer's entry is the model's own output (final norm applied).

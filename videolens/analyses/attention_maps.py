@@ -1,4 +1,4 @@
-"""Attention maps (SPEC section 6): how much the question attends each frame, per layer.
+"""Attention maps ("Map the Flow", Fig. 6): how much the question attends each frame, per layer.
 
 Patterns are reduced inside the hook (query rows of one group, key columns pooled per
 frame), so no full ``(heads, N, N)`` pattern of any layer is kept.

@@ -1,4 +1,4 @@
-"""Information-flow analysis (SPEC section 1): which attention pathways carry the answer.
+"""Information-flow analysis of "Map the Flow": which attention pathways carry the answer.
 
 For every sample, every blocked pathway of a target and every sweep layer ``l``, one
 forward with the pathway blocked in the window's layers; record how the probability of

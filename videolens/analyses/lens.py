@@ -2,7 +2,7 @@
 
 :class:`LogitLens` projects the residual stream at chosen positions and layers onto the
 vocabulary and returns tidy pandas DataFrames (one row per layer, position and rank), so
-that "which words do video tokens turn into, layer by layer" (SPEC section 5; the paper's
+that "which words do video tokens turn into, layer by layer" (the paper's
 Figs. 4-5) is a groupby away.
 
 Which residual stream? Layer ``l`` has an input and an output::
@@ -10,9 +10,9 @@ Which residual stream? Layer ``l`` has an input and an output::
     layer_input(l)  == "blocks.{l}.hook_resid_pre"   (input of layer l; l = 0 is the embeddings)
     layer_output(l) == "blocks.{l}.hook_resid_post"  (output of layer l == input of layer l + 1)
 
-The two reference analyses disagree (SPEC 9.11): the paper's logit lens probed layer
-*inputs* (and never the input of the last layer; SPEC 5), while the generation-probability
-analysis probed layer *outputs* (SPEC 3). Here every method takes ``site="input"`` or
+The paper's two analyses disagree: its logit lens probed layer *inputs* (and never the
+input of the last layer), while its generation-probability analysis (Fig. 9) probed
+layer *outputs*. Here every method takes ``site="input"`` or
 ``site="output"`` and ``layers`` (all by default), so you choose, and every row records
 the site it was read at.
 
@@ -24,7 +24,7 @@ paper did not normalise intermediate layers. The paper's exact setting is
 ``LogitLens(model, projection="embed", apply_final_norm=False)`` at ``site="input"``.
 
 Cost: only the positions asked for are projected (the reference projected every
-position; SPEC 9.13), only the needed residual streams are read (gathered at those
+position), only the needed residual streams are read (gathered at those
 positions and kept on the CPU), and the forward pass stops after the last needed layer.
 
 Axis glossary: ``layer`` (probed layers, in the order asked), ``pos`` (probed positions),
@@ -55,13 +55,13 @@ Projection = Literal["unembed", "embed"]
 PositionsLike = str | Sequence[int] | torch.Tensor | Callable[[TokenLayout], Any]
 TokenLike = str | int
 
-#: The paper's spatial bag (SPEC 5), object nouns.
+#: The paper's spatial bag (its logit-lens word lists, Fig. 4), object nouns.
 SPATIAL_WORDS: tuple[str, ...] = (
     "bag", "bed", "blanket", "book", "box", "cabinet", "camera", "clothes", "cup", "glass", "bottle",
     "dish", "door", "floor", "food", "laptop", "paper", "person", "phone", "sandwich", "table",
 )  # fmt: skip
-#: The paper's temporal bag (SPEC 5), actions and directions. (The reference built this
-#: bag from the spatial words by mistake; SPEC 9.12.)
+#: The paper's temporal bag (its logit-lens word lists), actions and directions. (The reference built this
+#: bag from the spatial words by mistake.)
 TEMPORAL_WORDS: tuple[str, ...] = (
     "eat", "close", "do", "down", "drink", "hold", "on", "open", "put", "sit", "throw", "tidy", "take", "up",
 )  # fmt: skip
@@ -435,7 +435,7 @@ class LogitLens:
         return layer_list, pos, ids
 
 
-# ---- vocabulary frequency (SPEC 5, Fig. 5) ----------------------------------------------------------
+# ---- vocabulary frequency (the paper's Fig. 4) ----------------------------------------------------------
 def layer_bins(
     layers: Iterable[int], bin_size: int, n_layers: int | None = None
 ) -> list[tuple[str, int, int, list[int]]]:
@@ -504,11 +504,11 @@ def vocab_frequency(
     prefix_space: bool = False,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """How often each bag word is the lens's top-1 token at video tokens, per layer bin (SPEC 5).
+    """How often each bag word is the lens's top-1 token at video tokens, per layer bin (Fig. 4).
 
     Counts top-1 tokens over all video tokens of all prompts per layer, sums them in
-    non-overlapping bins of ``bin_size`` layers (the reference's bins overlapped; SPEC
-    9.12), drops words whose total is below ``min_count`` (the paper used 100), adds an
+    non-overlapping bins of ``bin_size`` layers (the reference's bins overlapped:
+    inclusive slicing made them 6 layers wide), drops words whose total is below ``min_count`` (the paper used 100), adds an
     ``ALL`` row (the sum over bins), normalises each row of each bag to sum 1 (``frac``),
     and adds ``ALL_NORM`` (the mean of the bins' normalised rows; bins with no bag word
     at all are left out of that mean).

@@ -1,4 +1,4 @@
-"""Effective pathways (SPEC section 4): keep only the pathways the paper found, block the rest.
+"""Effective pathways ("Map the Flow"'s closing analysis): keep only the pathways the paper found, block the rest.
 
 A :class:`PathwaySpec` says in which layers each pathway stays open (half-open ranges,
 0-indexed). Everything else on those pathways is blocked; the share of attention edges
@@ -7,9 +7,10 @@ blocks the same number of edges, drawn uniformly per layer from a seeded generat
 
 Differences from the reference, on purpose: the tail (instruction, assistant marker,
 answer prefix) is treated like ``last`` when ``close_tail`` is set, since otherwise
-video -> tail -> last stays open as a side path (SPEC 9.7); the random baseline draws
+video -> tail -> last stays open as a side path (the reference assigns the tail to no
+group, so it is never blocked); the random baseline draws
 from the whole causal triangle it counts over, never the first key position (so no
-query is left with nothing to attend), and is seeded (SPEC 9.10).
+query is left with nothing to attend), and is seeded (the reference's is not).
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ class PathwaySpec:
         )
 
 
-#: The paper's specs (SPEC section 4) and their random-baseline ratios.
+#: The layer ranges the paper keeps open per model (its reference code's pathway targets).
 PAPER_PATHWAYS: dict[str, PathwaySpec] = {
     "7b": PathwaySpec(32, (5, 15), (5, 20), (15, 25), 25),
     "13b": PathwaySpec(40, (5, 15), (5, 20), (15, 30), 30),
