@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from videolens import EdgeKnockout, LayoutError
+from videolens import EdgeKnockout, HookedVideoLLM, LayoutError
 from videolens.analyses import (
     PAPER_PATHWAYS,
     Sample,
@@ -21,7 +21,8 @@ from videolens.analyses import (
     pathway_summary,
     random_knockout,
 )
-from videolens.analyses.common import prompt_for
+from videolens.analyses.common import option_token_ids, prompt_for
+from videolens.analyses.flow import TARGETS
 from videolens.analyses.windows import bottom_up, center, inverse, top_down, window_layers
 from videolens.engine.reference import dense_allowed
 from videolens.testing import random_video
@@ -63,9 +64,16 @@ def test_information_flow_targets(tmp_path, target):
     assert len(df) == 2 * n_paths * model.cfg.n_layers
     assert len(out.read_text().splitlines()) == len(df)  # written as it went
     assert json.loads(out.read_text().splitlines()[0])["target"] == target
-    # an independent recomputation of one row
+    # the last row recomputed with a plain forward (no sweep engine) and the formula by hand
     row = df.iloc[-1]
     assert row["layers_blocked"] == [row["layer"]]
+    prompt = prompt_for(model, samples(2)[1], fps=2.0)
+    with torch.no_grad():
+        clean = model(prompt)[0, -1].softmax(-1)
+        knocked = model(prompt, interventions=[TARGETS[target][row["pathway"]]([row["layer"]])])[0, -1].softmax(-1)
+    answer = int(clean.argmax())
+    assert row["p_new"] == pytest.approx(float(knocked[answer]), rel=1e-4, abs=1e-7)
+    assert row["relative_diff"] == pytest.approx((float(knocked[answer]) / float(clean[answer]) - 1) * 100, abs=1e-3)
     acc = flow_accuracy(df)
     assert set(acc["n"]) == {2}
     assert plot_information_flow(df).data and plot_flow_accuracy(acc, df.attrs["base_accuracy"]).data
@@ -90,21 +98,37 @@ def test_information_flow_row_equals_direct_knockout():
     )
 
 
+def _samples_with_known_correctness(model, pattern):
+    """Samples whose truth is (True) or is not (False) the clean model's own top-1 letter, by hand."""
+    from videolens.data.synthetic import make_dataset
+
+    out = []
+    for sample, right in zip(make_dataset(len(pattern), seed=11, tasks=["color"]), pattern):
+        prompt = prompt_for(model, sample)
+        ids = option_token_ids(model, prompt)
+        with torch.no_grad():
+            top = int(model(prompt)[0, -1].argmax())
+        assert top in ids, "the toy model answers with an option letter"
+        sample.answer = ids.index(top) if right else (ids.index(top) + 1) % len(ids)
+        out.append(sample)
+    return out
+
+
 def test_sample_mode_filters_with_honest_denominator():
-    model = tiny("llava_next_video")
-    all_df = information_flow(
-        model, samples(3), "cross-frame", window=2, layers=[0], sample_mode="all", progress=False, fps=2.0
-    )
-    correct = information_flow(
-        model, samples(3), "cross-frame", window=2, layers=[0], sample_mode="correct", progress=False, fps=2.0
-    )
-    wrong = information_flow(
-        model, samples(3), "cross-frame", window=2, layers=[0], sample_mode="wrong", progress=False, fps=2.0
-    )
+    model = HookedVideoLLM.from_pretrained("videolens/toy-moving-shapes")
+    data = _samples_with_known_correctness(model, [True, False, True])
+    kw = dict(window=2, layers=[0], progress=False)
+    all_df = information_flow(model, data, "cross-frame", sample_mode="all", **kw)
+    correct = information_flow(model, data, "cross-frame", sample_mode="correct", **kw)
+    wrong = information_flow(model, data, "cross-frame", sample_mode="wrong", **kw)
+    ids = [sample.id for sample in data]
+    assert sorted(correct["sample_id"].unique()) == [ids[0], ids[2]] and list(wrong["sample_id"].unique()) == [ids[1]]
     assert len(correct) + len(wrong) == len(all_df)
-    assert correct.attrs["n_analysed"] + wrong.attrs["n_analysed"] == 3
-    assert not wrong["correct_base"].any()
-    assert correct.empty or correct["correct_base"].all()
+    for df in (all_df, correct, wrong):  # clean accuracy over every sample seen, whatever was kept
+        assert df.attrs["n_samples"] == 3 and df.attrs["base_accuracy"] == pytest.approx(200 / 3)
+    assert (correct.attrs["n_analysed"], wrong.attrs["n_analysed"]) == (2, 1)
+    probs = answer_probability(model, data, sample_mode="correct", progress=False)
+    assert probs.attrs["base_accuracy"] == pytest.approx(200 / 3) and probs.attrs["n_analysed"] == 2
 
 
 def test_answer_probability_last_layer_is_the_model_output():
