@@ -90,6 +90,7 @@ def test_single_video_input(tmp_path, capsys):
         (["flow", "--tasks", "spin"], "Unknown task"),
         (["flow", "--question", "Q?"], "pass --video too"),
         (["pathways", "--spec", "70b", "--n-per-task", "1", "--tasks", "color"], "Unknown spec"),
+        (["flow", "--video", "x.mp4", "--question", "Q?", "--options", "a", "b"], "needs the true option"),
     ],
 )
 def test_bad_input_is_one_clear_line(tmp_path, capsys, argv, message):
@@ -137,3 +138,13 @@ def test_corrupt_video_and_options_without_answer(tmp_path, capsys):
         str(tmp_path),
     )
     assert code == 2 and "not among the options" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_digit_answer_is_an_options_text_before_it_is_an_index():
+    from videolens.cli import _cli_answer
+    from videolens.core.prompt import resolve_answer
+
+    options = ["1", "2", "3", "4"]
+    assert _cli_answer(options, "2") == resolve_answer(options, "2") == 1  # the text "2": option B, as in the API
+    assert _cli_answer(["left", "right", "up"], "2") == 2  # no option reads "2": index 2
+    assert _cli_answer(["left", "right"], "B") == 1

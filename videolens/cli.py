@@ -26,6 +26,8 @@ from typing import Any
 from videolens.errors import VideoLensError
 from videolens.models import DEFAULT_MODEL, SHIPPED
 
+#: Commands that read no ground truth (the rest refuse a --video without --answer).
+NO_TRUTH_NEEDED = ("lens", "info")
 TARGET_NAMES = ("cross-frame", "vql-to-ql", "question-and-options-to-last", "vq-to-true-opt")
 
 
@@ -103,7 +105,6 @@ def _load(args: argparse.Namespace) -> Any:
 
 
 def _samples(args: argparse.Namespace) -> list[Any]:
-    from videolens.core.prompt import resolve_answer
     from videolens.data.sample import Sample
     from videolens.data.synthetic import TASKS, make_dataset
     from videolens.io.video import load_video
@@ -111,19 +112,11 @@ def _samples(args: argparse.Namespace) -> list[Any]:
     if args.video is not None:
         if not args.question or not args.options:
             raise CLIError("--video needs --question and --options (and --answer for most analyses).")
-        answer = args.answer if args.answer is None or not args.answer.isdigit() else int(args.answer)
-        resolve_answer(args.options, answer)  # fail before the (slow) video and model loading
+        if args.answer is None and args.command not in NO_TRUTH_NEEDED:
+            raise CLIError(f"`videolens {args.command}` needs the true option: pass --answer (its text, letter or index).")
+        answer = _cli_answer(args.options, args.answer)  # fail before the (slow) video and model loading
         video = load_video(args.video, num_frames=args.num_frames)
-        return [
-            Sample(
-                video,
-                args.question,
-                args.options,
-                answer if answer is not None else 0,
-                task="video",
-                id=args.video.name,
-            )
-        ]
+        return [Sample(video, args.question, args.options, answer, task="video", id=args.video.name)]
     if any(v is not None for v in (args.question, args.options, args.answer)):
         raise CLIError("--question/--options/--answer describe a --video; pass --video too.")
     tasks = args.tasks or list(TASKS)
@@ -131,6 +124,23 @@ def _samples(args: argparse.Namespace) -> list[Any]:
     if unknown:
         raise CLIError(f"Unknown task(s) {unknown}; synthetic tasks are {', '.join(TASKS)}.")
     return make_dataset(args.n_per_task, seed=args.seed, tasks=tasks)
+
+
+def _cli_answer(options: list[str], answer: str | None) -> int | None:
+    """The true option's index: an option's text first, then a letter, then a 0-based index.
+
+    ``--options 1 2 3 4 --answer 2`` is therefore option B (the text "2"), as in the Python
+    API; a digit is an index only when no option has that text.
+    """
+    from videolens.core.prompt import resolve_answer
+    from videolens.errors import LayoutError
+
+    try:
+        return resolve_answer(options, answer)
+    except LayoutError:
+        if answer is not None and answer.strip().isdigit():
+            return resolve_answer(options, int(answer))
+        raise
 
 
 def _out(args: argparse.Namespace) -> Path:
@@ -212,13 +222,13 @@ def run_answer_prob(model: Any, samples: list, out: Path, args: argparse.Namespa
 def run_lens(model: Any, samples: list, out: Path, args: argparse.Namespace) -> list:
     from videolens.analyses.common import prompt_for
     from videolens.analyses.lens import PAPER_BAGS, LogitLens, vocab_frequency
-    from videolens.data.synthetic import COLORS, COUNTS, DIRECTIONS
+    from videolens.data.synthetic import WORD_BAGS
     from videolens.viz.lens import plot_frame_words, plot_vocab_frequency
 
     lens = LogitLens(model, projection="unembed", apply_final_norm=True)
     prompts = [prompt_for(model, s) for s in samples]
-    toy = model.tokenizer.convert_tokens_to_ids("left") != model.tokenizer.unk_token_id
-    bags = {"temporal": [*DIRECTIONS, "first", "after"], "spatial": [*COLORS, *COUNTS]} if toy else PAPER_BAGS
+    # The words to count follow the data: the synthetic tasks' own words, or the paper's bags for real videos.
+    bags = PAPER_BAGS if args.video is not None else WORD_BAGS
     freq = vocab_frequency(
         lens, prompts, bags, bin_size=max(1, model.cfg.n_layers // 4), site="output", progress=not args.no_progress
     )

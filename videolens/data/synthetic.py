@@ -33,6 +33,11 @@ COLORS: dict[str, tuple[int, int, int]] = {
 }
 DIRECTIONS = ("left", "right", "up", "down")
 COUNTS = ("one", "two", "three", "four")
+#: Word bags for the logit lens on these tasks, like the paper's temporal and spatial bags.
+WORD_BAGS: dict[str, list[str]] = {
+    "temporal": [*DIRECTIONS, "first", "after"],
+    "spatial": [*COLORS, *COUNTS],
+}
 TEMPORAL_TASKS = ("direction", "order", "after")
 STATIC_TASKS = ("color", "count")
 TASKS = TEMPORAL_TASKS + STATIC_TASKS
