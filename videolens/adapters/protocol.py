@@ -16,12 +16,15 @@ import math
 from dataclasses import dataclass, field
 from importlib import import_module
 from importlib.metadata import entry_points
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
 
 from videolens.errors import LayoutError, UnsupportedModelError
+
+if TYPE_CHECKING:
+    from videolens.testing.spec import SupportRow, TinySpec
 
 HFPath = str
 HookName = str
@@ -119,6 +122,19 @@ class VideoLLMAdapter:
     uses_time: ClassVar[bool] = False
     #: The frame rate assumed, with a warning, when neither fps nor timestamps are known.
     default_fps: ClassVar[float] = 1.0
+    #: Processor outputs holding pixels: cast to the model's dtype before the vision tower.
+    #: (Other float outputs, e.g. frame times, keep their precision.)
+    pixel_input_keys: ClassVar[tuple[str, ...]] = ("pixel_values_videos", "pixel_values")
+    #: Processor outputs with one entry per token (``(batch, pos)``): left-padded when
+    #: prompts are batched. Everything else is per video and concatenated.
+    token_input_keys: ClassVar[tuple[str, ...]] = ("input_ids", "attention_mask", "token_type_ids")
+    #: The family's tiny random model for offline tests and the layout it must give
+    #: (``videolens.testing.spec.TinySpec``); None: none. Read from the class's own
+    #: attributes, never inherited, by ``videolens.testing.tiny_families``.
+    tiny: ClassVar[TinySpec | None] = None
+    #: The family's row of the support tables (``videolens.testing.spec.SupportRow``); read
+    #: like ``tiny``.
+    support: ClassVar[SupportRow | None] = None
 
     # ---- config ---------------------------------------------------------------------------
     def text_config(self, config: Any) -> Any:
@@ -211,6 +227,19 @@ def register_adapter(cls: type[VideoLLMAdapter]) -> type[VideoLLMAdapter]:
     for arch in cls.architectures:
         _REGISTRY[arch] = cls
     return cls
+
+
+def unregister_adapter(cls: type[VideoLLMAdapter]) -> None:
+    """Undo :func:`register_adapter` (e.g. a test's own family, in its fixture's teardown)."""
+    for arch in cls.architectures:
+        if _REGISTRY.get(arch) is cls:
+            del _REGISTRY[arch]
+
+
+def registered_adapters() -> list[type[VideoLLMAdapter]]:
+    """Every registered adapter class once, in registration order."""
+    _load_adapters()
+    return list(dict.fromkeys(_REGISTRY.values()))
 
 
 def _load_adapters() -> None:

@@ -294,7 +294,7 @@ class HookedVideoLLM(HookedRootModule):
         for p in prompts:
             self._check_prompt_is_ours(p)
         pad = self.tokenizer.pad_token_id
-        return collate(prompts, 0 if pad is None else int(pad))
+        return collate(prompts, 0 if pad is None else int(pad), self.adapter.token_input_keys)
 
     def _signature(self) -> tuple[str, int, int]:
         """What a prompt must have been prepared for: architecture, video token id, vocabulary size."""
@@ -355,6 +355,14 @@ class HookedVideoLLM(HookedRootModule):
                 cfg._attn_implementation_internal = saved[key]
             object.__setattr__(self, "_drive_depth", 0)
 
+    def hf_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """Processor outputs ready for the HF model: on its device, pixels in its dtype."""
+        out = {k: (v.to(self.cfg.device) if isinstance(v, torch.Tensor) else v) for k, v in inputs.items()}
+        for key in self.adapter.pixel_input_keys:
+            if isinstance(out.get(key), torch.Tensor) and out[key].is_floating_point():
+                out[key] = out[key].to(self.cfg.dtype)
+        return out
+
     def lm_inputs(self, batch: PromptBatch) -> LMInputs:
         """Run the HF model up to its language model and capture what it would receive."""
         captured: dict[str, Any] = {}
@@ -364,10 +372,7 @@ class HookedVideoLLM(HookedRootModule):
             raise _Captured
 
         handle = self.language_model.register_forward_pre_hook(grab, with_kwargs=True)
-        device = self.cfg.device
-        inputs = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.inputs.items()}
-        if "pixel_values_videos" in inputs and inputs["pixel_values_videos"].is_floating_point():
-            inputs["pixel_values_videos"] = inputs["pixel_values_videos"].to(self.cfg.dtype)
+        inputs = self.hf_inputs(batch.inputs)
         try:
             self.hf_model(**inputs, use_cache=False)
         except _Captured:

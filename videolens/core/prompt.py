@@ -36,7 +36,6 @@ PAPER_ANSWER_PREFIX = "Best option:("
 
 _SYS = "\u27e6VLSYS\u27e7"
 _USER = "\u27e6VLUSER\u27e7"
-TOKEN_LEVEL_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids")
 
 
 @dataclass
@@ -104,8 +103,8 @@ class PromptBatch:
         return mask is not None and not bool(mask.all())
 
 
-def collate(prompts: Sequence[VideoPrompt], pad_token_id: int) -> PromptBatch:
-    """Left-pad token-level inputs and concatenate the rest (video tensors) along dim 0."""
+def collate(prompts: Sequence[VideoPrompt], pad_token_id: int, token_keys: Sequence[str]) -> PromptBatch:
+    """Left-pad the per-token inputs (``token_keys``, from the adapter) and concatenate the rest along dim 0."""
     if len(prompts) == 1:
         p = prompts[0]
         return PromptBatch(dict(p.inputs), [p.layout], [p])
@@ -116,7 +115,7 @@ def collate(prompts: Sequence[VideoPrompt], pad_token_id: int) -> PromptBatch:
         if not all(isinstance(v, torch.Tensor) for v in values):
             inputs[key] = values
             continue
-        if key in TOKEN_LEVEL_KEYS:
+        if key in token_keys:
             fill = pad_token_id if key == "input_ids" else 0
             inputs[key] = torch.cat([torch.nn.functional.pad(v, (seq_len - v.shape[1], 0), value=fill) for v in values])
         else:

@@ -74,10 +74,7 @@ def reference_logits(
                 return args, kwargs
 
             handles.append(attn.register_forward_pre_hook(swap, with_kwargs=True))
-        inputs = {k: (v.to(model.cfg.device) if isinstance(v, torch.Tensor) else v) for k, v in prompt.inputs.items()}
-        if "pixel_values_videos" in inputs:
-            inputs["pixel_values_videos"] = inputs["pixel_values_videos"].to(dtype)
-        return hf(**inputs).logits
+        return hf(**model.hf_inputs(prompt.inputs)).logits
     finally:
         for handle in handles:
             handle.remove()
