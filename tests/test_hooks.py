@@ -7,6 +7,8 @@ import inspect
 import pytest
 import torch
 
+from videolens import VideoLensError
+
 from conftest import FAMILIES, make_prompt, tiny
 from test_parity import ours_left_on
 
@@ -160,3 +162,33 @@ def test_weight_views_share_storage():
     assert attn.W_Q.data_ptr() == q_proj.weight.data_ptr()
     assert attn.W_O.shape == (model.cfg.n_heads, model.cfg.d_head, model.cfg.d_model)
     assert model.W_U.shape == (model.cfg.d_model, model.cfg.d_vocab)
+
+
+@pytest.mark.parametrize("family", ["llava_onevision", "video_llava", "qwen2_5_vl"])
+def test_str_tokens_label_every_video_token_by_frame_and_patch(family):
+    model = tiny(family)
+    prompt = make_prompt(model)
+    labels = model.to_str_tokens(prompt)
+    layout = prompt.layout
+    assert len(labels) == prompt.seq_len
+    for t in range(layout.n_frames):
+        grid = layout.grid(t)
+        for r in range(grid.shape[0]):
+            for c in range(grid.shape[1]):
+                assert labels[layout.patch(t, r, c)] == f"<f{t} r{r} c{c}>"
+    video = set(layout["video"].tolist())
+    assert all(label.startswith("<f") or label == "<video_extra>" for p, label in enumerate(labels) if p in video)
+    text = [p for p in range(prompt.seq_len) if p not in video]
+    ids = prompt.input_ids[0]
+    assert [labels[p] for p in text] == [model.tokenizer.decode([int(ids[p])]) for p in text]
+
+
+def test_token_helpers_on_plain_text():
+    model = tiny("llava_next_video")
+    tokens = model.to_tokens("What moved first?")
+    assert tokens[0].tolist() == model.tokenizer("What moved first?")["input_ids"]
+    assert model.to_string(tokens[0]) == model.tokenizer.decode(tokens[0].tolist())
+    assert "".join(model.to_str_tokens("What moved", prepend_bos=False)) == "What moved"
+    assert model.to_single_token("A") == model.tokenizer.convert_tokens_to_ids("A")
+    with pytest.raises(VideoLensError, match="not one"):
+        model.to_single_token("What moved first?")

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 import transformers
 from jaxtyping import Float, Int
@@ -230,9 +231,51 @@ class HookedVideoLLM(HookedRootModule):
     def W_E(self) -> Float[torch.Tensor, "d_vocab d_model"]:
         return getattr(self.language_model, self.adapter.embed_tokens).weight
 
-    def to_str_tokens(self, prompt: VideoPrompt) -> list[str]:
-        """The prompt's tokens as strings (video tokens shown once per frame unit)."""
-        return self.tokenizer.convert_ids_to_tokens(prompt.input_ids[0].tolist())
+    def to_tokens(self, text: str | Sequence[str], prepend_bos: bool = True) -> Int[torch.Tensor, "batch pos"]:
+        """Token ids of plain text (``(1, pos)`` for a string), with the tokenizer's BOS unless ``prepend_bos=False``."""
+        texts = [text] if isinstance(text, str) else list(text)
+        if not texts or not all(isinstance(t, str) for t in texts):
+            raise InputError("to_tokens takes a string or a list of strings.")
+        enc = self.tokenizer(texts, add_special_tokens=prepend_bos, padding=True, return_tensors="pt")
+        return enc["input_ids"].to(self.cfg.device)
+
+    def to_string(self, tokens: torch.Tensor | Sequence[int]) -> str | list[str]:
+        """Text of token ids: one string for a 1D sequence, a list for a batch."""
+        ids = torch.as_tensor(tokens)
+        if ids.ndim == 1:
+            return self.tokenizer.decode(ids.tolist())
+        return self.tokenizer.batch_decode(ids.tolist())
+
+    def to_single_token(self, text: str) -> int:
+        """The id of a string that is exactly one token (no BOS); refuse strings of several tokens."""
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(ids) != 1:
+            pieces = self.tokenizer.convert_ids_to_tokens(ids)
+            raise InputError(f"{text!r} is {len(ids)} tokens here ({pieces}), not one; pass a single token's text.")
+        return int(ids[0])
+
+    def to_str_tokens(self, prompt: VideoPrompt | str, prepend_bos: bool = True) -> list[str]:
+        """Each token as a string; a prompt's video tokens are labelled by frame and patch.
+
+        A patch token of temporal unit ``t`` at grid row ``r``, column ``c`` reads
+        ``"<f3 r2 c5>"``; a unit's prefix token (Video-LLaVA's CLS) ``"<f3 prefix0>"``; a video
+        token of no frame (LLaVA-OneVision's newline) ``"<video_extra>"``. Plain text gives
+        its tokens (with BOS unless ``prepend_bos=False``).
+        """
+        if isinstance(prompt, str):
+            return [self.tokenizer.decode([i]) for i in self.to_tokens(prompt, prepend_bos)[0].tolist()]
+        if not isinstance(prompt, VideoPrompt):
+            raise InputError(f"to_str_tokens takes a VideoPrompt or a string; got {type(prompt).__name__}.")
+        out = [self.tokenizer.decode([i]) for i in prompt.input_ids[0].tolist()]
+        layout = prompt.layout
+        for pos in layout["video_extra"].tolist():
+            out[pos] = "<video_extra>"
+        for t, unit in enumerate(layout.frames):
+            for i, pos in enumerate(unit.prefix.tolist()):
+                out[pos] = f"<f{t} prefix{i}>"
+            for (r, c), pos in np.ndenumerate(unit.grid):
+                out[int(pos)] = f"<f{t} r{r} c{c}>"
+        return out
 
     def prepare(
         self,
