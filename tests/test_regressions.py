@@ -111,3 +111,13 @@ def test_correct_is_the_decoded_letter_case_insensitively():
     for correct, kept in [(True, True), (False, False), (True, True), (False, False)]:
         counter.add(correct, kept)
     assert counter.attrs() == {"n_samples": 4, "n_analysed": 2, "base_accuracy": 50.0}
+
+
+def test_an_odd_frame_count_names_only_frames_that_exist():
+    model = tiny("qwen2_5_vl")
+    from videolens.testing import random_video
+
+    prompt = model.prepare(random_video(7), "What moved?", fps=2.0)
+    covered = [unit.input_frames for unit in prompt.layout.frames]
+    assert covered == [(0, 1), (2, 3), (4, 5), (6,)]  # the processor repeats frame 6 to fill the last pair
+    assert prompt.layout.frames[-1].timestamp == pytest.approx(6 / 2.0)

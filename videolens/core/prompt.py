@@ -396,7 +396,7 @@ def build_prompt(
         raise LayoutError(
             f"The adapter lays out {structure.n_tokens} video tokens but the processor produced {len(feature)}."
         )
-    units = _frame_units(structure, feature, timestamps, fps)
+    units = _frame_units(structure, feature, timestamps, fps, len(frames))
     for t, unit in enumerate(units):
         leaves[f"frame({t})"] = unit.positions.tolist()
     leaves["video_extra"] = feature[sum(u.positions.size for u in units) :].tolist()
@@ -485,12 +485,17 @@ def _text_leaves(
 
 
 def _frame_units(
-    structure: Any, feature: np.ndarray, timestamps: np.ndarray | None, fps: float | None
+    structure: Any, feature: np.ndarray, timestamps: np.ndarray | None, fps: float | None, n_inputs: int
 ) -> list[FrameUnit]:
-    """Cut the video tokens into the adapter's temporal units, each with its start time."""
+    """Cut the video tokens into the adapter's temporal units, each with its start time.
+
+    A unit covers only input frames that exist: with an odd number of frames, Qwen-style
+    processors pad the last pair by repeating the last frame, so that unit covers one.
+    """
     units: list[FrameUnit] = []
     cursor = 0
     for (h, w), covered in zip(structure.frame_grids, structure.frame_inputs):
+        covered = tuple(i for i in covered if i < n_inputs) or (n_inputs - 1,)
         prefix = feature[cursor : cursor + structure.frame_prefix]
         cursor += structure.frame_prefix
         grid = feature[cursor : cursor + h * w].reshape(h, w)
