@@ -42,6 +42,13 @@ def test_flow_on_synthetic_data_writes_tables_and_report(tmp_path, capsys):
 
 
 def test_pathways_and_answer_prob_and_lens(tmp_path, capsys):
+    import pandas as pd
+    import torch
+
+    from videolens import HookedVideoLLM
+    from videolens.analyses.common import option_token_ids, prompt_for
+    from videolens.data.synthetic import make_dataset
+
     for command, produced in [
         ("pathways", "pathways_summary.csv"),
         ("answer-prob", "answer_prob.csv"),
@@ -49,10 +56,27 @@ def test_pathways_and_answer_prob_and_lens(tmp_path, capsys):
     ]:
         out_dir = tmp_path / command
         code, _, err = run(
-            capsys, command, "--n-per-task", "1", "--tasks", "direction", "--out", str(out_dir), "--no-progress"
+            capsys, command, "--n-per-task", "2", "--tasks", "direction", "--out", str(out_dir), "--no-progress"
         )
         assert code == 0, err
         assert (out_dir / produced).exists() and (out_dir / "report.html").exists()
+    # the tables hold what the model computes, recomputed here by hand
+    model = HookedVideoLLM.from_pretrained("videolens/toy-moving-shapes")
+    samples = make_dataset(2, seed=0, tasks=["direction"])
+    with torch.no_grad():
+        outputs = [(model(p := prompt_for(model, s))[0, -1].softmax(-1), p) for s in samples]
+    right = [int(probs.argmax()) == option_token_ids(model, p)[p.answer] for probs, p in outputs]
+    summary = pd.read_csv(tmp_path / "pathways" / "pathways_summary.csv").set_index("condition")
+    assert summary.loc["full", "accuracy"] == pytest.approx(100 * sum(right) / len(right))
+    probs = pd.read_csv(tmp_path / "answer-prob" / "answer_prob.csv")
+    last = probs[(probs["layer"] == model.cfg.n_layers - 1) & (probs["sample_id"] == samples[0].id)]
+    ids = option_token_ids(model, outputs[0][1])
+    assert last["probability"].tolist() == pytest.approx([100 * float(outputs[0][0][i]) for i in ids], rel=1e-4)
+    freq = pd.read_csv(tmp_path / "lens" / "vocab_frequency.csv")
+    from videolens.data.synthetic import WORD_BAGS
+
+    bag_words = {w for words in WORD_BAGS.values() for w in words}
+    assert set(freq["word"]) and set(freq["word"]) <= bag_words  # the synthetic tasks' bags, not the paper's
 
 
 def test_single_video_input(tmp_path, capsys):
