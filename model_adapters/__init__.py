@@ -1,29 +1,19 @@
-"""One module per VideoLLM family; importing this package registers them all.
+"""One module (or small package) per VideoLLM family; importing this package registers them all.
 
-Each module declares where the family's HF modules live and how its video tokens are
-laid out (see ``videolens.adapters.VideoLLMAdapter`` and docs/adapters.md).
+A family module holds everything about the family: its adapter (where the HF modules live
+and how the video tokens are laid out, see ``videolens.adapters.VideoLLMAdapter``), its
+tiny test model and expected layout (``tiny``) and its row of the support tables
+(``support``); ``@register_adapter`` on the adapter is its one line of registration. Every
+module of this package whose name does not start with ``_`` is imported here, so adding a
+family is adding its module (docs/adapters.md).
 """
 
-from model_adapters import (
-    internvl,
-    llava_next_video,
-    llava_onevision,
-    pllava,
-    qwen2_5_vl,
-    qwen2_vl,
-    qwen3_vl,
-    video_llava,
-    videollama3,
-)
+from __future__ import annotations
 
-__all__ = [
-    "internvl",
-    "llava_next_video",
-    "llava_onevision",
-    "pllava",
-    "qwen2_5_vl",
-    "qwen2_vl",
-    "qwen3_vl",
-    "video_llava",
-    "videollama3",
-]
+import pkgutil
+from importlib import import_module
+
+__all__ = sorted(info.name for info in pkgutil.iter_modules(__path__) if not info.name.startswith("_"))
+
+for _name in __all__:
+    import_module(f"{__name__}.{_name}")

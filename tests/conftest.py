@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny random models of every supported family, built in-process."""
+"""Shared fixtures: tiny random models of every registered family, built in-process."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ import pytest
 import torch
 
 from videolens import HookedVideoLLM
-from videolens.testing import SUPPORTED_TINY_FAMILIES, build_tiny_model, random_video
+from videolens.testing import build_tiny_model, random_video, tiny_families, tiny_spec
+from videolens.testing.spec import LayoutFacts
 
-FAMILIES = list(SUPPORTED_TINY_FAMILIES)
+#: Every family in the adapter registry with a tiny model (PLLaVA included).
+FAMILIES = list(tiny_families())
 
 
 @functools.cache
@@ -19,6 +21,11 @@ def tiny(family: str, attn: str = "eager") -> HookedVideoLLM:
     torch.manual_seed(0)
     hf, processor = build_tiny_model(family, attn_implementation=attn)
     return HookedVideoLLM.from_hf(hf, processor)
+
+
+def facts(family: str) -> LayoutFacts:
+    """The family's hand-counted layout of ``make_prompt`` (8 frames), from its own module."""
+    return tiny_spec(family).layout
 
 
 def make_prompt(model: HookedVideoLLM, seed: int = 0, question: str = "What moved first?", **kw):

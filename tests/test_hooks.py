@@ -88,11 +88,11 @@ def test_hooks_read_the_true_values(family):
     # the final residual stream, normed and unembedded, gives the logits
     assert torch.allclose(model.unembed(cache[f"blocks.{last}.hook_resid_post"]), logits, atol=1e-5)
     # the video embeddings are what the HF model spliced in
-    inner = model.hf_model.model
+    inner = getattr(model.hf_model, "model", model.hf_model)  # PLLaVA keeps its towers at the top
     if hasattr(inner, "get_video_features"):
         # the video inputs the feature function takes (VideoLLaMA3 also needs video_merge_sizes)
         params = inspect.signature(inner.get_video_features).parameters
-        keys = {"pixel_values_videos", "video_grid_thw", "video_merge_sizes"} & set(params)
+        keys = {"pixel_values_videos", "pixel_values", "video_grid_thw", "video_merge_sizes"} & set(params)
         video = inner.get_video_features(**{k: v for k, v in prompt.inputs.items() if k in keys}, return_dict=True)
     else:  # InternVL encodes video frames as images
         video = inner.get_image_features(pixel_values=prompt.inputs["pixel_values"], return_dict=True)

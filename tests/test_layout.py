@@ -6,18 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import FAMILIES, make_prompt, tiny
-
-EXPECTED = {  # family -> (temporal units for 8 frames, tokens per unit, extra video tokens, input frames per unit)
-    "llava_next_video": (8, 4, 0, 1),
-    "llava_onevision": (8, 4, 1, 1),
-    "qwen2_5_vl": (4, 4, 0, 2),
-    "qwen2_vl": (4, 4, 0, 2),
-    "video_llava": (8, 17, 0, 1),  # 1 CLS + 4x4 patches per frame
-    "internvl": (8, 4, 0, 1),  # "FrameN: <img>" labels are video_text, not frame tokens
-    "qwen3_vl": (4, 4, 0, 2),  # "<t seconds><|vision_start|>" before each unit is video_text
-    "videollama3": (8, 4, 0, 1),  # "Time t.ts:" (and the "," between frames) is video_text
-}
+from conftest import FAMILIES, facts, make_prompt, tiny
 
 
 def test_video_group_is_exactly_the_video_tokens(model, prompt):
@@ -27,7 +16,8 @@ def test_video_group_is_exactly_the_video_tokens(model, prompt):
 
 
 def test_frames_follow_the_model_granularity(family, model, prompt):
-    units, per_unit, extra, covers = EXPECTED[family]
+    f = facts(family)  # the family's hand counts, from its module
+    units, per_unit, extra, covers = f.units, f.tokens_per_unit, f.extra_tokens, f.frames_per_unit
     layout = prompt.layout
     assert layout.n_frames == units
     for t in range(units):
@@ -53,7 +43,7 @@ def test_frames_follow_the_model_granularity(family, model, prompt):
 
 
 def test_timestamps_come_from_fps(family, model, prompt):
-    covers = EXPECTED[family][3]
+    covers = facts(family).frames_per_unit
     assert prompt.layout.frames[1].timestamp == pytest.approx(covers / 2.0)
 
 

@@ -1,111 +1,46 @@
-"""PLLaVA-format models: parity, layout, hooks, knockouts, offline loading, pooling, generation."""
+"""PLLaVA-format models: what the generic per-family tests do not cover.
+
+PLLaVA runs every generic test (parity, hooks, layout, knockouts, sweeps, save/load) through
+``conftest.FAMILIES``; here: adaptive pooling bins, the checkpoint format on disk, the
+projector's pooling and HF's own generation with the custom class.
+"""
 
 from __future__ import annotations
 
-import functools
 import json
 
-import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-import model_adapters.pllava  # noqa: F401  (registers the adapter)
 from model_adapters.pllava.modeling import PllavaProcessor
-from videolens import EdgeKnockout, HookedVideoLLM
-from videolens.engine.reference import reference_logits
+from videolens import HookedVideoLLM
 from videolens.testing import build_tiny_pllava, random_video
+
+from conftest import make_prompt, tiny
 
 TOL = 1e-5
 
 
-@functools.cache
-def tiny_pllava(attn: str = "eager") -> HookedVideoLLM:
-    return HookedVideoLLM.from_hf(*build_tiny_pllava(attn_implementation=attn))
-
-
-def make_prompt(model: HookedVideoLLM, seed: int = 0):
-    return model.prepare(
-        random_video(8, seed=seed),
-        "What moved first?",
-        options=["the red square", "the blue circle", "nothing"],
-        answer_prefix="Best option:(",
-        system="Watch.",
-    )
-
-
-@pytest.mark.parametrize("attn", ["eager", "sdpa"])
-def test_logits_equal_the_hf_model(attn):
-    model = tiny_pllava(attn)
-    prompt = make_prompt(model)
-    with torch.no_grad():
-        ours = model(prompt)
-        ref = model.hf_model(**prompt.inputs).logits
-    assert ours.shape == ref.shape
-    assert (ours - ref).abs().max().item() <= TOL
-
-
-def test_layout_is_eight_frames_of_two_by_two():
-    model = tiny_pllava()
-    prompt = make_prompt(model)
-    image_id = model.hf_model.config.image_token_index
-    assert model.cfg.video_token_id == image_id
-    positions = torch.nonzero(prompt.input_ids[0] == image_id)[:, 0]
-    assert torch.equal(prompt.layout["video"], positions)
-    assert len(positions) == 8 * 2 * 2
-    assert prompt.layout.n_frames == 8
-    for t in range(8):
-        assert tuple(prompt.layout.grid(t).shape) == (2, 2)
-        assert torch.equal(prompt.layout.frame(t), positions[4 * t : 4 * t + 4])
-        assert prompt.layout.frames[t].input_frames == (t,)
-    assert prompt.text.count("<image>") == 1
-
-
 def test_frames_map_to_adaptive_pooling_bins():
-    model = tiny_pllava()
+    model = tiny("pllava")
     prompt = model.prepare(random_video(16), "What moved first?")
     assert prompt.layout.n_frames == 8
     assert [f.input_frames for f in prompt.layout.frames] == [(2 * t, 2 * t + 1) for t in range(8)]
 
 
-def test_every_hook_fires_and_edits_change_the_logits():
-    model = tiny_pllava()
+def test_pooling_shape_is_a_build_option():
+    # 8 input frames pooled to 4 temporal bins of 2x2: 16 <image> tokens, each unit two frames
+    hf, processor = build_tiny_pllava(pooling_shape=(4, 2, 2))
+    model = HookedVideoLLM.from_hf(hf, processor)
     prompt = make_prompt(model)
-    gen = torch.Generator().manual_seed(0)
+    assert int((prompt.input_ids == hf.config.image_token_index).sum()) == 4 * 2 * 2
+    assert [f.input_frames for f in prompt.layout.frames] == [(2 * t, 2 * t + 1) for t in range(4)]
     with torch.no_grad():
-        clean, cache = model.run_with_cache(prompt)
-        assert set(cache.keys()) == set(model.hook_dict)
-        assert cache["hook_video_embeds"].shape == (1, 32, model.cfg.d_model)
-        video = model.hf_model.get_video_features(prompt.inputs["pixel_values"])
-        assert torch.allclose(cache["hook_video_embeds"], video, atol=1e-6)
-        for name in model.hook_dict:
-
-            def edit(x, hook, name=name):
-                if name.endswith("hook_pattern"):
-                    return x * 0.5
-                if name.endswith("hook_attn_scores"):
-                    return x + torch.randn(x.shape, generator=gen) * 3.0
-                return x + torch.randn(x.shape, generator=gen) * x.std().clamp_min(1.0)
-
-            edited = model.run_with_hooks(prompt, fwd_hooks=[(name, edit)])
-            assert (edited - clean).abs().max().item() > 1e-3, name
-
-
-def test_knockout_equals_reference_method():
-    model = tiny_pllava("eager")
-    prompt = make_prompt(model)
-    lay = prompt.layout
-    cross = [(torch.cat([lay.frame(s) for s in range(t)]), lay.frame(t)) for t in range(1, lay.n_frames)]
-    ko = EdgeKnockout.cross_frame(layers=[0, 1]) + EdgeKnockout("video", "last", layers=[1])
-    with torch.no_grad():
-        ours = model(prompt, interventions=[ko])
-        clean = model(prompt)
-    ref = reference_logits(model, prompt, {0: cross, 1: [*cross, (lay["video"], lay["last"])]})
-    assert (ours - ref).abs().max().item() <= TOL
-    assert (ours - clean).abs().max().item() > 1e-4
+        assert (model(prompt) - hf(**prompt.inputs).logits).abs().max().item() <= TOL
 
 
 def test_save_and_load_offline(tmp_path):
-    model = tiny_pllava()
+    model = tiny("pllava")
     prompt = make_prompt(model)
     model.save_pretrained(tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
@@ -142,7 +77,7 @@ def test_save_and_load_offline(tmp_path):
 
 
 def test_projector_pooling_equals_adaptive_avg_pool3d():
-    hf = tiny_pllava().hf_model
+    hf = tiny("pllava").hf_model
     proj = hf.multi_modal_projector
     features = torch.randn(2 * 8, 16, hf.config.vision_config.hidden_size, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
@@ -154,13 +89,13 @@ def test_projector_pooling_equals_adaptive_avg_pool3d():
     assert ours.shape == (2, 32, hf.config.text_config.hidden_size)
     assert torch.allclose(ours, expected, atol=1e-6)
     # 4D pixels (PLLaVA's own (B*T, 3, H, W) convention) give the same features as 5D
-    pixels = make_prompt(tiny_pllava()).inputs["pixel_values"]
+    pixels = make_prompt(tiny("pllava")).inputs["pixel_values"]
     with torch.no_grad():
         assert torch.equal(hf.get_video_features(pixels), hf.get_video_features(pixels[0], n_videos=1))
 
 
 def test_greedy_generation_matches_repeated_forwards():
-    model = tiny_pllava()
+    model = tiny("pllava")
     prompt = make_prompt(model)
     hf, inputs = model.hf_model, prompt.inputs
     with torch.no_grad():

@@ -28,7 +28,8 @@ from transformers import (
 from videolens.core.layout import LETTERS
 from videolens.core.prompt import PAPER_ANSWER_PREFIX, PAPER_INSTRUCTION, PAPER_SYSTEM
 from videolens.data.synthetic import vocabulary
-from videolens.testing.builders import _VICUNA_TEMPLATE, llava_next_video_processor
+from videolens.testing import VICUNA_TEMPLATE as _VICUNA_TEMPLATE
+from videolens.testing import llava_next_video_processor
 
 TOY_MODEL_NAME = "videolens/toy-moving-shapes"
 FRAME_SIZE = 32

@@ -14,8 +14,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from model_adapters.pllava.tiny import TOKENIZER, tiny_config, tiny_processor
 from videolens.adapters import VideoLLMAdapter, VideoStructure, register_adapter
 from videolens.errors import LayoutError, UnsupportedModelError
+from videolens.testing.spec import LayoutFacts, SupportRow, TinySpec
 
 
 def _pool_bins(n_in: int, n_out: int) -> list[tuple[int, ...]]:
@@ -30,6 +32,24 @@ class PllavaAdapter(VideoLLMAdapter):
     language_model = "language_model.model"
     lm_head = "language_model.lm_head"
     video_placeholder = "<image>"
+    tiny = TinySpec(
+        config=tiny_config,
+        processor=tiny_processor,
+        tokenizer=TOKENIZER,
+        layout=LayoutFacts(tokens_per_unit=4),  # pooling_shape (8, 2, 2): one 2x2 grid per input frame
+    )
+    support = SupportRow(
+        name="PLLaVA format (the paper's LLaVA-NeXT-Video-FT checkpoints)",
+        hf_class_note=(
+            '(videolens\' own class, `model_adapters.pllava.modeling`; config `model_type` "llava" + `pooling_shape`)'
+        ),
+        frames="`T'` frames of `H' x W'` pooled tokens from the single `<image>` placeholder",
+        tokens_per_unit="`H' * W'` per pooled frame (`pooling_shape`)",
+        notes=(
+            "videolens' own model/processor classes (`model_adapters.pllava.modeling`); loads checkpoints whose "
+            'config says `model_type` "llava" with `architectures` `["PllavaForConditionalGeneration"]`'
+        ),
+    )
 
     def video_token_id(self, config: Any) -> int:
         for name in ("image_token_index", "image_token_id"):

@@ -39,7 +39,9 @@ from transformers import (
     PreTrainedModel,
 )
 from transformers.activations import ACT2FN
-from transformers.modeling_outputs import CausalLMOutputWithPast
+from transformers.modeling_outputs import BaseModelOutputWithPooling, CausalLMOutputWithPast
+
+from model_adapters.pllava.template import PLLAVA_CHAT_TEMPLATE
 
 __all__ = [
     "PLLAVA_CHAT_TEMPLATE",
@@ -52,26 +54,6 @@ __all__ = [
 
 #: Pooling shape of the real 7B/13B checkpoints when the config names none.
 DEFAULT_POOLING_SHAPE = (16, 12, 12)
-
-#: Vicuna-style template: ``"{system} USER: <image>\n{text} ASSISTANT:"``.
-PLLAVA_CHAT_TEMPLATE = (
-    "{%- for message in messages -%}"
-    "{%- if message['content'] is string -%}"
-    "{%- set items = [{'type': 'text', 'text': message['content']}] -%}"
-    "{%- else -%}{%- set items = message['content'] -%}{%- endif -%}"
-    "{%- if message['role'] == 'system' -%}"
-    "{%- for item in items if item['type'] == 'text' -%}{{ item['text'] }}{%- endfor -%}"
-    "{%- else -%}"
-    "{{ ' ' if not loop.first else '' }}{{ message['role'] | upper }}{{ ': ' }}"
-    "{%- for item in items if item['type'] in ('image', 'video') -%}{{ '<image>\n' }}{%- endfor -%}"
-    "{%- for item in items if item['type'] == 'text' -%}"
-    "{{ ' ' if not loop.first else '' }}{{ item['text'] }}"
-    "{%- endfor -%}"
-    "{%- if message['role'] == 'assistant' -%}{{ '</s>' }}{%- endif -%}"
-    "{%- endif -%}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{ ' ASSISTANT:' }}{%- endif -%}"
-)
 
 
 def pooling_shape(config: Any) -> tuple[int, int, int]:
@@ -168,10 +150,14 @@ class PllavaForConditionalGeneration(PllavaPreTrainedModel, GenerationMixin):
         self.language_model.set_output_embeddings(value)
 
     # ---- video features ----------------------------------------------------------------------
-    def get_video_features(self, pixel_values: torch.Tensor, n_videos: int | None = None) -> torch.Tensor:
+    def get_video_features(
+        self, pixel_values: torch.Tensor, n_videos: int | None = None, return_dict: bool = False
+    ) -> torch.Tensor | BaseModelOutputWithPooling:
         """``(B, T, 3, H, W)`` or ``(B * T, 3, H, W)`` frames -> ``(B, T' * H' * W', D)`` features.
 
-        With 4D input, ``n_videos`` (default 1) says how many videos the frames hold.
+        With 4D input, ``n_videos`` (default 1) says how many videos the frames hold. With
+        ``return_dict`` the features are the ``pooler_output`` of a ``BaseModelOutputWithPooling``,
+        as transformers' own VideoLLMs return them.
         """
         if pixel_values.dim() == 5:
             n_videos = pixel_values.shape[0]
@@ -182,7 +168,8 @@ class PllavaForConditionalGeneration(PllavaPreTrainedModel, GenerationMixin):
         selected = out.hidden_states[self.config.vision_feature_layer]
         if self.config.vision_feature_select_strategy == "default":
             selected = selected[:, 1:]
-        return self.multi_modal_projector(selected, n_videos)
+        features = self.multi_modal_projector(selected, n_videos)
+        return BaseModelOutputWithPooling(pooler_output=features) if return_dict else features
 
     # ---- forward -----------------------------------------------------------------------------
     def forward(
