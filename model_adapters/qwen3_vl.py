@@ -43,6 +43,7 @@ import torch
 
 from model_adapters.qwen2_5_vl import PROCESSOR_PATCHING, Qwen2_5_VLAdapter, qwen_config, qwen_text, qwen_vision
 from videolens.adapters import register_adapter
+from videolens.errors import InputError
 from videolens.testing.sizes import QWEN_FRAME_PIXELS, QWEN_FRAME_SIZE, VISION_HIDDEN, TextDims
 from videolens.testing.spec import LayoutFacts, SupportRow, TinySpec
 from videolens.testing.templates import QWEN_IMAGE, QWEN_VIDEO, chatml_template
@@ -139,7 +140,7 @@ class Qwen3VLAdapter(Qwen2_5_VLAdapter):
         if not visual.any():
             return resid
         if visual.shape[1] != resid.shape[1]:
-            raise ValueError(
+            raise InputError(
                 f"positions {positions} cover {visual.shape[1]} prompt positions; resid has {resid.shape[1]}."
             )
         full = resid.new_zeros(*mask.shape, resid.shape[-1])

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from videolens.adapters.protocol import registered_adapters
+from videolens.errors import InputError
 from videolens.testing import support_table
 from videolens.testing.support import DOCUMENTS, find_table
 
@@ -27,5 +28,5 @@ def test_every_registered_family_has_one_row_naming_its_class():
 
 
 def test_unknown_view_raises():
-    with pytest.raises(ValueError, match="models"):
+    with pytest.raises(InputError, match="models"):
         support_table("nope")

@@ -13,6 +13,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from videolens.adapters import adapter_for
 from videolens.adapters.protocol import registered_adapters
+from videolens.errors import InputError
 from videolens.testing import (
     SUPPORTED_TINY_FAMILIES,
     build_tiny_model,
@@ -209,9 +210,9 @@ def test_qwen_video_metadata_sets_time_step() -> None:
 
 
 def test_unknown_family_raises() -> None:
-    with pytest.raises(ValueError, match="llava_next_video"):
+    with pytest.raises(InputError, match="llava_next_video"):
         build_tiny_model("gpt2")
-    with pytest.raises(ValueError, match="qwen2_5_vl"):
+    with pytest.raises(InputError, match="qwen2_5_vl"):
         build_tiny_tokenizer("not_a_family")
 
 

@@ -16,6 +16,7 @@ import torch
 from videolens import EdgeKnockout, HookedVideoLLM
 from videolens.analyses.common import option_token_ids, prompt_for
 from videolens.data.synthetic import STATIC_TASKS, TASKS, make_dataset, make_sample
+from videolens.errors import InputError
 from videolens.models import SHIPPED
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,7 +91,7 @@ def test_synthetic_data_is_reproducible_and_labelled():
         assert s.options[s.answer] == first
         t = s.meta["appear_frames"][1]
         assert (s.video[t - 1] != s.video[t]).any()  # the second colour appears at its frame
-    with pytest.raises(ValueError, match="Unknown task"):
+    with pytest.raises(InputError, match="Unknown task"):
         make_sample("spin", rng)
 
 

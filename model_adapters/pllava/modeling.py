@@ -42,6 +42,7 @@ from transformers.activations import ACT2FN
 from transformers.modeling_outputs import BaseModelOutputWithPooling, CausalLMOutputWithPast
 
 from model_adapters.pllava.template import PLLAVA_CHAT_TEMPLATE
+from videolens.errors import InputError, LayoutError
 
 __all__ = [
     "PLLAVA_CHAT_TEMPLATE",
@@ -105,7 +106,7 @@ class PllavaMultiModalProjector(nn.Module):
         frames, patches, dim = hidden.shape
         side = math.isqrt(patches)
         if side * side != patches or frames % n_videos:
-            raise ValueError(f"Cannot arrange {tuple(hidden.shape)} features as {n_videos} videos of square frames.")
+            raise LayoutError(f"Cannot arrange {tuple(hidden.shape)} features as {n_videos} videos of square frames.")
         grid = hidden.view(n_videos, frames // n_videos, side, side, dim).permute(0, 4, 1, 2, 3)
         if self.use_pooling:
             grid = self.pooling(grid)
@@ -186,7 +187,7 @@ class PllavaForConditionalGeneration(PllavaPreTrainedModel, GenerationMixin):
         **kwargs: Any,
     ) -> CausalLMOutputWithPast:
         if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("Pass exactly one of input_ids and inputs_embeds.")
+            raise InputError("Pass exactly one of input_ids and inputs_embeds.")
         if inputs_embeds is None:
             inputs_embeds = self.get_input_embeddings()(input_ids)
         if pixel_values is not None and input_ids is not None:
@@ -196,7 +197,7 @@ class PllavaForConditionalGeneration(PllavaPreTrainedModel, GenerationMixin):
                 features = self.get_video_features(pixel_values, n_videos)
                 features = features.to(inputs_embeds.device, inputs_embeds.dtype)
                 if features.shape[0] * features.shape[1] != int(image_mask.sum()):
-                    raise ValueError(
+                    raise LayoutError(
                         f"The prompt holds {int(image_mask.sum())} image tokens but the video gives "
                         f"{features.shape[0]} x {features.shape[1]} features."
                     )
@@ -268,7 +269,7 @@ class PllavaProcessor:
         n_placeholders = sum(t.count(self.image_token) for t in texts)
         n_videos = 0 if videos is None else len(videos)
         if n_placeholders != n_videos:
-            raise ValueError(f"The text holds {n_placeholders} {self.image_token} placeholders for {n_videos} videos.")
+            raise LayoutError(f"The text holds {n_placeholders} {self.image_token} placeholders for {n_videos} videos.")
         expanded = [t.replace(self.image_token, self.image_token * self.num_video_tokens) for t in texts]
         data = dict(self.tokenizer(expanded, return_tensors=return_tensors, padding=padding, **kwargs))
         if videos:
@@ -276,7 +277,7 @@ class PllavaProcessor:
                 self.image_processor(images=list(np.asarray(v)), return_tensors="pt")["pixel_values"] for v in videos
             ]
             if len({tuple(p.shape) for p in pixels}) > 1:
-                raise ValueError("All videos of one call must have the same number of frames.")
+                raise LayoutError("All videos of one call must have the same number of frames; sample them alike.")
             data["pixel_values"] = torch.stack(pixels)
         return BatchFeature(data, tensor_type=return_tensors)
 

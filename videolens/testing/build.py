@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from videolens.adapters.protocol import VideoLLMAdapter, registered_adapters
+from videolens.errors import InputError
 from videolens.testing.sizes import TextDims
 from videolens.testing.spec import TinySpec
 from videolens.testing.tokenizer import TokenizerSpec, train_tokenizer
@@ -47,7 +48,7 @@ def _tiny_adapters() -> dict[str, type[VideoLLMAdapter]]:
         if vars(cls).get("tiny") is None:
             continue
         if cls.family in found:
-            raise ValueError(f"Adapters {found[cls.family].__name__} and {cls.__name__} both claim {cls.family!r}.")
+            raise InputError(f"Adapters {found[cls.family].__name__} and {cls.__name__} both claim {cls.family!r}.")
         found[cls.family] = cls
     return dict(sorted(found.items()))
 
@@ -61,7 +62,7 @@ def tiny_adapter(family: str) -> type[VideoLLMAdapter]:
     """The adapter class of ``family``; ``ValueError`` naming the families if unknown."""
     adapters = _tiny_adapters()
     if family not in adapters:
-        raise ValueError(f"Unknown tiny family {family!r}; supported: {', '.join(adapters)}")
+        raise InputError(f"Unknown tiny family {family!r}; supported: {', '.join(adapters)}")
     return adapters[family]
 
 
@@ -106,7 +107,7 @@ def build_tiny_model(
     adapter = tiny_adapter(family)
     spec = tiny_spec(family)
     if hidden_size % num_heads or num_heads % num_kv_heads:
-        raise ValueError("hidden_size must be divisible by num_heads, and num_heads by num_kv_heads")
+        raise InputError("hidden_size must be divisible by num_heads, and num_heads by num_kv_heads")
     tokenizer = train_tokenizer(spec.tokenizer, vocab_words)
     dims = TextDims(num_layers, hidden_size, num_heads, num_kv_heads, vocab_size=len(tokenizer))
     config = spec.config(dims, tokenizer, **options)

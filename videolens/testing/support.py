@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from videolens.adapters.protocol import VideoLLMAdapter, registered_adapters
+from videolens.errors import InputError
 from videolens.testing.spec import SupportRow
 
 __all__ = ["DOCUMENTS", "VIEWS", "find_table", "support_table", "update_tables"]
@@ -44,7 +45,7 @@ def support_table(view: str = "models") -> str:
     attributes (not inherited ones), so a family appears once, from its own module.
     """
     if view not in VIEWS:
-        raise ValueError(f"Unknown support-table view {view!r}; views: {', '.join(VIEWS)}")
+        raise InputError(f"Unknown support-table view {view!r}; views: {', '.join(VIEWS)}")
     adapters = sorted(
         (cls for cls in registered_adapters() if vars(cls).get("support") is not None), key=lambda c: c.family
     )
@@ -61,7 +62,7 @@ def find_table(text: str, view: str) -> tuple[int, int]:
     header = "| " + " | ".join(VIEWS[view]) + " |"
     start = text.find("\n" + header + "\n")
     if start < 0:
-        raise ValueError(f"No table headed {header!r} in the text.")
+        raise InputError(f"No table headed {header!r} in the text.")
     start += 1
     end = start
     for line in text[start:].splitlines(keepends=True):
