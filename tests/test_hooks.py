@@ -192,3 +192,33 @@ def test_token_helpers_on_plain_text():
     assert model.to_single_token("A") == model.tokenizer.convert_tokens_to_ids("A")
     with pytest.raises(VideoLensError, match="not one"):
         model.to_single_token("What moved first?")
+
+
+def test_loss_is_the_hand_computed_next_token_cross_entropy():
+    model = tiny("llava_next_video")
+    prompts = [make_prompt(model, question="Why?"), make_prompt(model, seed=1)]
+    with torch.no_grad():
+        logits, loss = model(prompts, return_type="both")
+        per_token = model(prompts, return_type="loss", loss_per_token=True)
+    batch = model.batch(prompts)
+    ids, valid = batch.inputs["input_ids"], batch.inputs["attention_mask"].bool()
+    terms = []
+    for b in range(ids.shape[0]):
+        for p in range(ids.shape[1] - 1):
+            target = int(ids[b, p + 1])
+            if valid[b, p] and valid[b, p + 1] and target != model.cfg.video_token_id:
+                log_probs = torch.log_softmax(logits[b, p].double(), -1)
+                terms.append(-float(log_probs[target]))
+                assert float(per_token[b, p]) == pytest.approx(terms[-1], rel=1e-4, abs=1e-5)
+    assert float(loss) == pytest.approx(sum(terms) / len(terms), rel=1e-5)
+
+
+def test_the_wrapper_follows_the_hf_models_mode(tmp_path):
+    from videolens import HookedVideoLLM
+
+    model = HookedVideoLLM.from_pretrained("videolens/toy-moving-shapes")
+    assert not model.training and not model.hf_model.training
+    model.train()
+    assert model.training and model.hf_model.training and model.blocks[0].training
+    model.eval()
+    assert not model.hf_model.training

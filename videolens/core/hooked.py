@@ -152,6 +152,7 @@ class HookedVideoLLM(HookedRootModule):
         self.ln_final = NormHooks(getattr(lm, a.final_norm))
         object.__setattr__(self, "_drive_depth", 0)
         self.setup()
+        self.train(hf_model.training)
 
     # ---- construction -----------------------------------------------------------------------
     @classmethod
@@ -201,6 +202,13 @@ class HookedVideoLLM(HookedRootModule):
         self.hf_model.save_pretrained(folder)
         self.processor.save_pretrained(folder)
         return folder
+
+    def train(self, mode: bool = True) -> HookedVideoLLM:
+        """Set training mode on the wrapper and on the HF model together (both start as HF's)."""
+        super().train(mode)
+        if hasattr(self, "hf_model"):
+            self.hf_model.train(mode)
+        return self
 
     def to(self, *args: Any, **kwargs: Any) -> HookedVideoLLM:
         self.hf_model.to(*args, **kwargs)
@@ -519,8 +527,9 @@ class HookedVideoLLM(HookedRootModule):
         start_at_layer: int | None = None,
         stop_at_layer: int | None = None,
         residual: Float[torch.Tensor, "batch pos d_model"] | None = None,
-        return_type: Literal["logits", "resid"] | None = "logits",
-    ) -> torch.Tensor | None:
+        return_type: Literal["logits", "loss", "both", "resid"] | None = "logits",
+        loss_per_token: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None:
         """Run the model on a prompt (or a list of prompts, padded on the left).
 
         Args:
@@ -529,14 +538,17 @@ class HookedVideoLLM(HookedRootModule):
             start_at_layer: start at this layer, from ``residual`` (its ``hook_resid_pre``).
             stop_at_layer: stop before this layer and return its input residual stream.
             residual: the residual stream to start from, with ``start_at_layer``.
-            return_type: ``"logits"`` (default), ``"resid"`` (the final residual stream, before
-                the final norm) or ``None`` (run the hooks only; nothing is unembedded).
+            return_type: ``"logits"`` (default), ``"loss"`` (next-token cross-entropy over the
+                text, as TransformerLens), ``"both"`` (logits, loss), ``"resid"`` (the final
+                residual stream, before the final norm) or ``None`` (run the hooks only).
+            loss_per_token: with ``"loss"``/``"both"``, the loss of every predicted position
+                ``(batch, pos - 1)`` (0 where nothing is scored) instead of the mean.
 
         Returns:
             Logits ``(batch, pos, d_vocab)``; the residual stream when ``stop_at_layer`` is set.
         """
-        if return_type not in ("logits", "resid", None):
-            raise InputError(f"return_type={return_type!r}: use 'logits', 'resid' or None.")
+        if return_type not in ("logits", "loss", "both", "resid", None):
+            raise InputError(f"return_type={return_type!r}: use 'logits', 'loss', 'both', 'resid' or None.")
         batch = self.batch(prompt)
         interventions = check_interventions(interventions)
         start = self._check_layer(start_at_layer, "start_at_layer", allow_end=False) or 0
@@ -559,7 +571,34 @@ class HookedVideoLLM(HookedRootModule):
                 return resid
             if return_type is None:
                 return None
-            return self.unembed(resid)
+            logits = self.unembed(resid)
+        if return_type == "logits":
+            return logits
+        loss = self.next_token_loss(logits, batch, per_token=loss_per_token)
+        return loss if return_type == "loss" else (logits, loss)
+
+    def next_token_loss(
+        self, logits: Float[torch.Tensor, "batch pos d_vocab"], prompt: PromptLike, per_token: bool = False
+    ) -> torch.Tensor:
+        """Cross-entropy of each next text token, as TransformerLens' ``return_type="loss"``.
+
+        Position ``p`` predicts token ``p + 1``. Only text tokens are scored: a video token
+        is not something the model predicts, and padding is not there at all. The mean is
+        over the scored positions; ``per_token`` gives ``(batch, pos - 1)`` with 0 elsewhere.
+        """
+        batch = self.batch(prompt)
+        ids = batch.inputs["input_ids"].to(logits.device)
+        targets = ids[:, 1:]
+        scored = targets != self.cfg.video_token_id
+        if "attention_mask" in batch.inputs:
+            valid = batch.inputs["attention_mask"].to(logits.device).bool()
+            scored &= valid[:, 1:] & valid[:, :-1]
+        losses = torch.nn.functional.cross_entropy(
+            logits[:, :-1].float().transpose(1, 2), targets, reduction="none"
+        ) * scored
+        if per_token:
+            return losses
+        return losses.sum() / scored.sum().clamp(min=1)
 
     def prefill(
         self,
