@@ -79,11 +79,16 @@ def test_pathways_and_answer_prob_and_lens(tmp_path, capsys):
     assert set(freq["word"]) and set(freq["word"]) <= bag_words  # the synthetic tasks' bags, not the paper's
 
 
-def test_single_video_input(tmp_path, capsys):
-    from test_video import write_video
+def _write_clip(path, n_frames: int = 30) -> None:
+    """A short constant-rate clip (10 fps, 32x32) for the command's --video input."""
+    from test_video_helpers import coded_frame, write_video
 
+    write_video(path, [coded_frame(i) for i in range(n_frames)], [i * 100 for i in range(n_frames)], codec="mpeg4", rate=10)
+
+
+def test_single_video_input(tmp_path, capsys):
     clip = tmp_path / "clip.mp4"
-    write_video(clip, n_frames=16)
+    _write_clip(clip, n_frames=16)
     code, out, err = run(
         capsys,
         "answer-prob",
@@ -142,10 +147,8 @@ def test_corrupt_video_and_options_without_answer(tmp_path, capsys):
         str(tmp_path),
     )
     assert code == 2 and "Could not decode" in err and len(err.strip().splitlines()) == 1
-    from test_video import write_video
-
     clip = tmp_path / "clip.mp4"
-    write_video(clip)
+    _write_clip(clip)
     code, _, err = run(
         capsys,
         "flow",

@@ -1,5 +1,5 @@
-"""Reading inputs: videos (decoded frames with their timestamps)."""
+"""Reading inputs: videos (decoded frames with their presentation timestamps) and in-memory frames."""
 
-from videolens.io.video import Video, load_video
+from videolens.io.video import Video, as_frames, load_video
 
-__all__ = ["Video", "load_video"]
+__all__ = ["Video", "as_frames", "load_video"]
