@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from videolens import LayoutError
+
 from conftest import FAMILIES, facts, make_prompt, tiny
 
 
@@ -67,12 +69,16 @@ def test_text_groups_decode_to_their_text(model, prompt):
     assert layout["last"].tolist() == [prompt.seq_len - 1]
 
 
-def test_leaves_partition_the_sequence(prompt):
+def test_a_layout_that_does_not_partition_the_sequence_is_refused(prompt):
+    from videolens import TokenLayout
+
     layout = prompt.layout
-    counts = np.zeros(layout.seq_len, dtype=int)
-    for positions in layout.leaves.values():
-        counts[positions] += 1
-    assert (counts == 1).all()
+    overlapping = dict(layout.leaves, tail=np.append(layout.leaves["tail"], layout.leaves["last"]))
+    with pytest.raises(LayoutError, match="partition"):
+        TokenLayout(layout.seq_len, layout.frames, overlapping)
+    missing = {k: v for k, v in layout.leaves.items() if k != "tail"}
+    with pytest.raises(LayoutError, match="partition"):
+        TokenLayout(layout.seq_len, layout.frames, missing)
     question = set(layout["question"].tolist())
     assert question == set(layout["question_body"].tolist()) | set(layout["options"].tolist())
 
