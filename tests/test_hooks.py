@@ -20,8 +20,14 @@ def expected_shape(name: str, model, prompt) -> tuple[int, ...]:
     table = {
         "hook_embed": (1, n, c.d_model),
         "hook_video_embeds": (1, n_video, c.d_model),
+        "hook_scale": (1, n, 1),
         "attn.hook_q": (1, n, c.n_heads, c.d_head),
         "attn.hook_k": (1, n, c.n_kv_heads, c.d_head),
+        "attn.hook_rot_q": (1, n, c.n_heads, c.d_head),
+        "attn.hook_rot_k": (1, n, c.n_kv_heads, c.d_head),
+        "attn.hook_result": (1, n, c.n_heads, c.d_model),
+        "mlp.hook_pre": (1, n, d_mlp),
+        "mlp.hook_pre_linear": (1, n, d_mlp),
         "attn.hook_v": (1, n, c.n_kv_heads, c.d_head),
         "attn.hook_z": (1, n, c.n_heads, c.d_head),
         "attn.hook_attn_scores": (1, c.n_heads, n, n),
@@ -41,13 +47,26 @@ def test_every_hook_fires_with_its_shape(family):
     with torch.no_grad():
         _, cache = model.run_with_cache(prompt)
     assert set(cache.keys()) == set(model.hook_dict)
-    expected_names = {"hook_embed", "hook_video_embeds", "ln_final.hook_normalized"}
+    expected_names = {
+        "hook_text_embed",
+        "hook_embed",
+        "hook_video_embeds",
+        "ln_final.hook_scale",
+        "ln_final.hook_normalized",
+    }
     for layer in range(model.cfg.n_layers):
         for suffix in (
             "hook_resid_pre",
+            "ln1.hook_scale",
             "ln1.hook_normalized",
+            "ln2.hook_scale",
             "attn.hook_q",
             "attn.hook_k",
+            "attn.hook_rot_q",
+            "attn.hook_rot_k",
+            "attn.hook_result",
+            "mlp.hook_pre",
+            "mlp.hook_pre_linear",
             "attn.hook_v",
             "attn.hook_attn_scores",
             "attn.hook_pattern",
@@ -85,8 +104,22 @@ def test_hooks_read_the_true_values(family):
     # the attention pattern is HF's eager attention weights
     for layer in range(model.cfg.n_layers):
         assert torch.allclose(cache[f"blocks.{layer}.attn.hook_pattern"], ref.attentions[layer], atol=1e-5)
+    # the split norms and the projections are HF's own modules' values
+    for layer, block in enumerate(model.blocks):
+        hf = block.hf_layer
+        resid, mid = cache[f"blocks.{layer}.hook_resid_pre"], cache[f"blocks.{layer}.hook_resid_mid"]
+        rms = torch.sqrt(resid.pow(2).mean(-1, keepdim=True) + block.ln1.eps)
+        assert torch.allclose(cache[f"blocks.{layer}.ln1.hook_scale"], rms, atol=1e-6)
+        normed = hf.input_layernorm(resid)
+        assert torch.allclose(cache[f"blocks.{layer}.ln1.hook_normalized"] * block.ln1.w, normed, atol=1e-5)
+        q = hf.self_attn.q_proj(normed).view(1, resid.shape[1], model.cfg.n_heads, -1)
+        assert torch.allclose(cache[f"blocks.{layer}.attn.hook_q"], q, atol=1e-5)
+        heads = cache[f"blocks.{layer}.attn.hook_result"].sum(-2) + block.attn.b_O
+        assert torch.allclose(heads, cache[f"blocks.{layer}.hook_attn_out"], atol=1e-5)
+        gate = hf.mlp.gate_proj(hf.post_attention_layernorm(mid))
+        assert torch.allclose(cache[f"blocks.{layer}.mlp.hook_pre"], gate, atol=1e-5)
     # the final residual stream, normed and unembedded, gives the logits
-    assert torch.allclose(model.unembed(cache[f"blocks.{last}.hook_resid_post"]), logits, atol=1e-5)
+    assert torch.allclose(model.resid_to_logits(cache[f"blocks.{last}.hook_resid_post"]), logits, atol=1e-5)
     # the video embeddings are what the HF model spliced in
     inner = getattr(model.hf_model, "model", model.hf_model)  # PLLaVA keeps its towers at the top
     if hasattr(inner, "get_video_features"):
@@ -159,9 +192,15 @@ def test_weight_views_share_storage():
     attn = model.blocks[0].attn
     q_proj = model.blocks[0].hf_layer.self_attn.q_proj
     assert attn.W_Q.shape == (model.cfg.n_heads, model.cfg.d_model, model.cfg.d_head)
-    assert attn.W_Q.data_ptr() == q_proj.weight.data_ptr()
+    # W_Q carries ln1's weight (TransformerLens' fold_ln): normalized @ W_Q + b_Q is the query
+    x = torch.randn(3, model.cfg.d_model)
+    folded = torch.einsum("pm,hmd->phd", x, attn.W_Q) + attn.b_Q
+    assert torch.allclose(folded.flatten(1), q_proj(model.blocks[0].ln1.w * x), atol=1e-5)
+    o_proj = model.blocks[0].hf_layer.self_attn.o_proj
     assert attn.W_O.shape == (model.cfg.n_heads, model.cfg.d_head, model.cfg.d_model)
+    assert attn.W_O.data_ptr() == o_proj.weight.data_ptr()  # a view, no copy
     assert model.W_U.shape == (model.cfg.d_model, model.cfg.d_vocab)
+    assert attn.W_K.shape == attn.W_V.shape == (model.cfg.n_heads, model.cfg.d_model, model.cfg.d_head)
 
 
 @pytest.mark.parametrize("family", ["llava_onevision", "video_llava", "qwen2_5_vl"])

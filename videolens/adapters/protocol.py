@@ -111,6 +111,10 @@ class VideoLLMAdapter:
     mlp: ClassVar[str] = "mlp"
     #: Submodule of the MLP whose *input* is ``mlp.hook_post`` (None: no such hook).
     mlp_out_proj: ClassVar[str | None] = "down_proj"
+    #: The gated MLP's gate projection (its output is ``mlp.hook_pre``) and up projection
+    #: (``mlp.hook_pre_linear``): ``down(act(gate(x)) * up(x))``.
+    mlp_gate_proj: ClassVar[str | None] = "gate_proj"
+    mlp_up_proj: ClassVar[str | None] = "up_proj"
     #: Attention projections (for W_Q/W_K/W_V/W_O views).
     q_proj: ClassVar[str] = "q_proj"
     k_proj: ClassVar[str] = "k_proj"

@@ -68,7 +68,7 @@ def answer_probability(
         rows = []
         for layer, name in enumerate(names):
             final = layer == n_layers - 1
-            probs = model.unembed(cache[name], apply_ln=apply_final_norm or final)[0].float().softmax(-1)
+            probs = model.resid_to_logits(cache[name], apply_ln=apply_final_norm or final)[0].float().softmax(-1)
             top = probs.topk(top_k)
             top_tokens = [model.tokenizer.decode([int(i)]) for i in top.indices]
             for k, token_id in enumerate(option_ids):

@@ -285,7 +285,7 @@ class LogitLens:
         model = self.model
         resid = resid.to(device=model.cfg.device, dtype=model.cfg.dtype)
         if self.projection == "unembed":
-            return model.unembed(resid, apply_ln=self.apply_final_norm)
+            return model.resid_to_logits(resid, apply_ln=self.apply_final_norm)
         if self.apply_final_norm:
             resid = model.ln_final.hf_module(resid)
         return resid @ model.W_E.T

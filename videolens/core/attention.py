@@ -5,7 +5,7 @@ M-RoPE), then call the function registered under ``config._attn_implementation``
 videolens registers :func:`videolens_attention` under the name ``"videolens"`` and
 switches a language model to it only while videolens drives that model. The function:
 
-- exposes ``hook_q``, ``hook_k``, ``hook_v`` (after rotary), ``hook_attn_scores``
+- exposes ``hook_rot_q``, ``hook_rot_k`` (after rotary), ``hook_v``, ``hook_attn_scores``
   (pre-softmax, after masks), ``hook_pattern`` and ``hook_z``;
 - prepends cached keys/values of earlier positions (generation, sweeps) and stores the
   new ones when asked;
@@ -31,6 +31,7 @@ from jaxtyping import Bool, Float
 from transformers import AttentionInterface
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
+from videolens.core.blocks import is_hooked
 from videolens.errors import StateError
 
 if TYPE_CHECKING:
@@ -83,7 +84,7 @@ def _repeat_kv(x: Float[torch.Tensor, "batch kv_head pos d_head"], n_rep: int) -
 
 def _hooked(hook, x: torch.Tensor) -> torch.Tensor:
     """Apply a hook point to a ``(batch, head, pos, d)`` tensor in TL's ``(batch, pos, head, d)`` order."""
-    if not hook._forward_hooks:
+    if not is_hooked(hook):
         return x
     return hook(x.transpose(1, 2)).transpose(1, 2)
 
@@ -112,11 +113,11 @@ def videolens_attention(
             "call the Hugging Face model with its own attn_implementation instead."
         )
     hooks = call.hooks
-    query = _hooked(hooks.hook_q, query)
-    key = _hooked(hooks.hook_k, key)
+    query = _hooked(hooks.hook_rot_q, query)
+    key = _hooked(hooks.hook_rot_k, key)
     value = _hooked(hooks.hook_v, value)
     n_rep = query.shape[1] // key.shape[1]
-    explicit = bool(hooks.hook_attn_scores._forward_hooks or hooks.hook_pattern._forward_hooks)
+    explicit = hooks.explicit
     past_k = call.past.keys.get(call.layer) if call.past is not None else None
     if past_k is not None:
         past_v = call.past.values[call.layer]

@@ -4,21 +4,39 @@ The modules here hold hook points and references to the HF modules (weights are 
 never copied). Each reads its HF module through a public property (``hf_module``) so the
 engine and readouts never reach into private members.
 
-Axis glossary: ``batch``, ``pos``, ``head``, ``kv_head``, ``d_model``, ``d_head``.
+Norm convention (TransformerLens' ``fold_ln=True``): a norm node splits HF's RMSNorm
+``w * x / rms(x)`` into ``hook_scale`` (the divisor ``rms(x) = sqrt(mean(x^2) + eps)``,
+shape ``(..., 1)``) and ``hook_normalized`` (``x / rms(x)``, no weight). The weight is
+folded into the next weights' views: ``W_Q``, ``W_K``, ``W_V`` carry ``ln1``'s weight,
+``W_in`` and ``W_gate`` carry ``ln2``'s, and the model's ``W_U`` carries ``ln_final``'s, so
+``hook_normalized @ W_Q`` is the query and TransformerLens' cache identities hold
+(``cfg.normalization_type == "RMSPre"``). The forward itself multiplies by the HF weight
+exactly as HF does, so logits equal HF's. ``W_O`` and ``W_out`` are views of HF's weights.
+
+Axis glossary: ``batch``, ``pos``, ``head``, ``kv_head``, ``d_model``, ``d_head``, ``d_mlp``.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import einops
 import torch
 from jaxtyping import Float
 from torch import nn
+from transformer_lens import FactoredMatrix
 from transformer_lens.hook_points import HookPoint
+
+from videolens.errors import UnsupportedModelError
 
 if TYPE_CHECKING:
     from videolens.adapters.protocol import VideoLLMAdapter
     from videolens.core.attention import LayerCall
+
+
+def is_hooked(hook: HookPoint) -> bool:
+    """Whether a hook point has any forward or backward hook (then it must be computed)."""
+    return bool(hook._forward_hooks or hook._backward_hooks)
 
 
 class _HFRef(nn.Module):
@@ -35,68 +53,243 @@ class _HFRef(nn.Module):
 
 
 class NormHooks(_HFRef):
-    """A norm of the model: callable (HF's own norm, then ``hook_normalized``)."""
+    """An RMSNorm of the model: ``forward`` gives ``x / rms(x)`` through ``hook_scale`` and ``hook_normalized``.
+
+    :meth:`weighted` then applies the norm's weight, as HF's norm does last.
+    """
 
     def __init__(self, hf_norm: nn.Module) -> None:
         super().__init__(hf_norm)
-        self.hook_normalized = HookPoint()
+        eps = getattr(hf_norm, "variance_epsilon", getattr(hf_norm, "eps", None))
+        if eps is None or not isinstance(getattr(hf_norm, "weight", None), torch.Tensor):
+            raise UnsupportedModelError(
+                f"{type(hf_norm).__name__} is not an RMSNorm with a weight and an epsilon; videolens "
+                "splits only RMSNorms into hook_scale and hook_normalized."
+            )
+        self.eps = float(eps)
+        self.hook_scale = HookPoint()  # (batch, pos, 1) the RMS divisor
+        self.hook_normalized = HookPoint()  # (batch, pos, d_model) x / rms(x), no weight
+
+    @property
+    def w(self) -> Float[torch.Tensor, " d_model"]:
+        return self.hf_module.weight
 
     def forward(self, resid: Float[torch.Tensor, "... d_model"]) -> Float[torch.Tensor, "... d_model"]:
-        return self.hook_normalized(self.hf_module(resid))
+        dtype = resid.dtype
+        x = resid.float()
+        variance = x.pow(2).mean(-1, keepdim=True)
+        if is_hooked(self.hook_scale):
+            normed = x / self.hook_scale(torch.sqrt(variance + self.eps))
+        else:
+            normed = x * torch.rsqrt(variance + self.eps)  # HF's own arithmetic
+        return self.hook_normalized(normed.to(dtype))
+
+    def weighted(self, normalized: Float[torch.Tensor, "... d_model"]) -> Float[torch.Tensor, "... d_model"]:
+        """HF's norm output: the weight times the normalized stream."""
+        return self.w * normalized
+
+    def fold(self, weight: Float[torch.Tensor, "d_model out"]) -> Float[torch.Tensor, "d_model out"]:
+        """A ``(d_model, out)`` weight with this norm's weight folded into its rows."""
+        return self.w[:, None] * weight
 
 
 class MLPHooks(_HFRef):
-    """Hook on the MLP's hidden activation (the input of its output projection)."""
+    """Hooks of a gated MLP ``down(act(gate(x)) * up(x))``: ``hook_pre`` (gate), ``hook_pre_linear`` (up), ``hook_post``.
 
-    def __init__(self, hf_mlp: nn.Module) -> None:
+    The HF MLP runs its own code; the hooks sit on its projections' outputs and input
+    (registered only while a hook is active, see :meth:`attach`).
+    """
+
+    def __init__(self, hf_mlp: nn.Module, adapter: VideoLLMAdapter, ln2: NormHooks) -> None:
         super().__init__(hf_mlp)
-        self.hook_post = HookPoint()
+        object.__setattr__(self, "_adapter", adapter)
+        object.__setattr__(self, "_ln2", ln2)
+        self.hook_pre = HookPoint()  # (batch, pos, d_mlp) gate projection, before the activation
+        self.hook_pre_linear = HookPoint()  # (batch, pos, d_mlp) up projection
+        self.hook_post = HookPoint()  # (batch, pos, d_mlp) input of the down projection
+
+    def _proj(self, name: str | None) -> nn.Module | None:
+        return getattr(self.hf_module, name) if name and hasattr(self.hf_module, name) else None
+
+    @property
+    def W_in(self) -> Float[torch.Tensor, "d_model d_mlp"]:
+        return self._ln2.fold(self._proj(self._adapter.mlp_up_proj).weight.T)
+
+    @property
+    def W_gate(self) -> Float[torch.Tensor, "d_model d_mlp"]:
+        return self._ln2.fold(self._proj(self._adapter.mlp_gate_proj).weight.T)
+
+    @property
+    def W_out(self) -> Float[torch.Tensor, "d_mlp d_model"]:
+        return self._proj(self._adapter.mlp_out_proj).weight.T
+
+    @property
+    def b_in(self) -> Float[torch.Tensor, " d_mlp"]:
+        return _bias(self._proj(self._adapter.mlp_up_proj))
+
+    @property
+    def b_out(self) -> Float[torch.Tensor, " d_model"]:
+        return _bias(self._proj(self._adapter.mlp_out_proj))
+
+    def attach(self) -> list:
+        """Register PyTorch hooks on the HF projections for the active hook points; returns the handles."""
+        handles = []
+        a = self._adapter
+        for hook, proj in ((self.hook_pre, a.mlp_gate_proj), (self.hook_pre_linear, a.mlp_up_proj)):
+            module = self._proj(proj)
+            if module is not None and is_hooked(hook):
+                handles.append(module.register_forward_hook(lambda _m, _a, out, hook=hook: hook(out)))
+        down = self._proj(a.mlp_out_proj)
+        if down is not None and is_hooked(self.hook_post):
+            hook = self.hook_post
+            handles.append(down.register_forward_pre_hook(lambda _m, args, hook=hook: (hook(args[0]), *args[1:])))
+        return handles
 
     def forward(self, normed: Float[torch.Tensor, "batch pos d_model"]) -> Float[torch.Tensor, "batch pos d_model"]:
         return self.hf_module(normed)
 
 
+def _bias(module: nn.Module | None) -> torch.Tensor:
+    bias = getattr(module, "bias", None) if module is not None else None
+    if bias is not None:
+        return bias
+    weight = module.weight
+    return torch.zeros(weight.shape[0], dtype=weight.dtype, device=weight.device)
+
+
 class AttentionHooks(_HFRef):
-    """Hook points of one attention layer plus TransformerLens-style weight views."""
+    """Hook points of one attention layer plus TransformerLens-style weight views.
+
+    ``hook_q``/``hook_k`` are the projections before rotary (and before any q/k norm),
+    ``hook_rot_q``/``hook_rot_k`` after it (RoPE or M-RoPE, HF's own); ``hook_result`` holds
+    each head's output ``z_h @ W_O[h]`` and is computed only when hooked (or when
+    ``cfg.use_attn_result`` is set).
+    """
 
     def __init__(
-        self, hf_attn: nn.Module, adapter: VideoLLMAdapter, n_heads: int, n_kv_heads: int, d_head: int
+        self,
+        hf_attn: nn.Module,
+        adapter: VideoLLMAdapter,
+        n_heads: int,
+        n_kv_heads: int,
+        d_head: int,
+        ln1: NormHooks,
     ) -> None:
         super().__init__(hf_attn)
         object.__setattr__(self, "_adapter", adapter)
+        object.__setattr__(self, "_ln1", ln1)
         self.n_heads, self.n_kv_heads, self.d_head = n_heads, n_kv_heads, d_head
-        self.hook_q = HookPoint()  # (batch, pos, head, d_head), after rotary
-        self.hook_k = HookPoint()  # (batch, pos, kv_head, d_head), after rotary
+        self.use_attn_result = False
+        self.hook_q = HookPoint()  # (batch, pos, head, d_head), before rotary
+        self.hook_k = HookPoint()  # (batch, pos, kv_head, d_head), before rotary
         self.hook_v = HookPoint()  # (batch, pos, kv_head, d_head)
+        self.hook_rot_q = HookPoint()  # (batch, pos, head, d_head), after rotary
+        self.hook_rot_k = HookPoint()  # (batch, pos, kv_head, d_head), after rotary
         self.hook_attn_scores = HookPoint()  # (batch, head, q_pos, k_pos), pre-softmax, masked
         self.hook_pattern = HookPoint()  # (batch, head, q_pos, k_pos)
         self.hook_z = HookPoint()  # (batch, pos, head, d_head)
+        self.hook_result = HookPoint()  # (batch, pos, head, d_model), only when asked
 
     @property
     def scaling(self) -> float:
         """The factor HF multiplies q·k by (``1/sqrt(d_head)`` unless the family says otherwise)."""
         return float(getattr(self.hf_module, "scaling", self.d_head**-0.5))
 
+    @property
+    def explicit(self) -> bool:
+        """Whether the layer must compute its scores and pattern (a hook reads or edits them)."""
+        return is_hooked(self.hook_attn_scores) or is_hooked(self.hook_pattern)
+
+    def _proj(self, name: str) -> nn.Module:
+        return getattr(self.hf_module, getattr(self._adapter, name))
+
     def _in_proj(self, name: str, heads: int) -> Float[torch.Tensor, "head d_model d_head"]:
-        weight = getattr(self.hf_module, getattr(self._adapter, name)).weight
-        return weight.view(heads, self.d_head, -1).transpose(1, 2)
+        weight = self._ln1.fold(self._proj(name).weight.T)  # (d_model, heads * d_head)
+        return einops.rearrange(weight, "m (h d) -> h m d", h=heads)
+
+    def _in_bias(self, name: str, heads: int) -> Float[torch.Tensor, "head d_head"]:
+        return _bias(self._proj(name)).view(heads, self.d_head)
+
+    def _per_query_head(self, x: torch.Tensor) -> torch.Tensor:
+        return x.repeat_interleave(self.n_heads // self.n_kv_heads, dim=0)
 
     @property
     def W_Q(self) -> Float[torch.Tensor, "head d_model d_head"]:
         return self._in_proj("q_proj", self.n_heads)
 
     @property
-    def W_K(self) -> Float[torch.Tensor, "kv_head d_model d_head"]:
+    def _W_K(self) -> Float[torch.Tensor, "kv_head d_model d_head"]:
         return self._in_proj("k_proj", self.n_kv_heads)
 
     @property
-    def W_V(self) -> Float[torch.Tensor, "kv_head d_model d_head"]:
+    def _W_V(self) -> Float[torch.Tensor, "kv_head d_model d_head"]:
         return self._in_proj("v_proj", self.n_kv_heads)
 
     @property
+    def W_K(self) -> Float[torch.Tensor, "head d_model d_head"]:
+        """Per query head (grouped key heads repeated, as TransformerLens' grouped-query attention)."""
+        return self._per_query_head(self._W_K)
+
+    @property
+    def W_V(self) -> Float[torch.Tensor, "head d_model d_head"]:
+        return self._per_query_head(self._W_V)
+
+    @property
     def W_O(self) -> Float[torch.Tensor, "head d_head d_model"]:
-        weight = getattr(self.hf_module, self._adapter.o_proj).weight
+        weight = self._proj("o_proj").weight
         return weight.view(-1, self.n_heads, self.d_head).permute(1, 2, 0)
+
+    @property
+    def b_Q(self) -> Float[torch.Tensor, "head d_head"]:
+        return self._in_bias("q_proj", self.n_heads)
+
+    @property
+    def b_K(self) -> Float[torch.Tensor, "head d_head"]:
+        return self._per_query_head(self._in_bias("k_proj", self.n_kv_heads))
+
+    @property
+    def b_V(self) -> Float[torch.Tensor, "head d_head"]:
+        return self._per_query_head(self._in_bias("v_proj", self.n_kv_heads))
+
+    @property
+    def b_O(self) -> Float[torch.Tensor, " d_model"]:
+        return _bias(self._proj("o_proj"))
+
+    @property
+    def OV(self) -> FactoredMatrix:
+        """Each head's OV circuit ``W_V @ W_O`` (``(head, d_model, d_model)``, factored)."""
+        return FactoredMatrix(self.W_V, self.W_O)
+
+    @property
+    def QK(self) -> FactoredMatrix:
+        """Each head's QK circuit ``W_Q @ W_K^T`` (before rotary; factored)."""
+        return FactoredMatrix(self.W_Q, self.W_K.transpose(-2, -1))
+
+    def attach(self) -> list:
+        """Register PyTorch hooks on the HF projections for the active hook points; returns the handles."""
+        handles = []
+        for hook, proj, heads in ((self.hook_q, "q_proj", self.n_heads), (self.hook_k, "k_proj", self.n_kv_heads)):
+            if is_hooked(hook):
+                handles.append(self._proj(proj).register_forward_hook(_per_head_hook(hook, heads)))
+        if is_hooked(self.hook_result) or self.use_attn_result:
+            handles.append(self._proj("o_proj").register_forward_hook(self._result_hook))
+        return handles
+
+    def _result_hook(self, _module: nn.Module, args: tuple, _out: torch.Tensor) -> torch.Tensor:
+        """Recompute the output projection head by head, through ``hook_result``."""
+        z = einops.rearrange(args[0], "b p (h d) -> b p h d", h=self.n_heads)
+        result = self.hook_result(torch.einsum("bphd,hdm->bphm", z, self.W_O))
+        return result.sum(dim=-2) + self.b_O
+
+
+def _per_head_hook(hook: HookPoint, heads: int):
+    """A forward hook that shows a ``(batch, pos, heads * d_head)`` projection per head to ``hook``."""
+
+    def run(_module: nn.Module, _args: tuple, out: torch.Tensor) -> torch.Tensor:
+        per_head = einops.rearrange(out, "b p (h d) -> b p h d", h=heads)
+        return einops.rearrange(hook(per_head), "b p h d -> b p (h d)")
+
+    return run
 
 
 class HookedBlock(_HFRef):
@@ -108,11 +301,11 @@ class HookedBlock(_HFRef):
         super().__init__(hf_layer)
         self.hook_resid_pre = HookPoint()
         self.ln1 = NormHooks(getattr(hf_layer, adapter.ln1))
-        self.attn = AttentionHooks(getattr(hf_layer, adapter.attn), adapter, n_heads, n_kv_heads, d_head)
+        self.attn = AttentionHooks(getattr(hf_layer, adapter.attn), adapter, n_heads, n_kv_heads, d_head, self.ln1)
         self.hook_attn_out = HookPoint()
         self.hook_resid_mid = HookPoint()
         self.ln2 = NormHooks(getattr(hf_layer, adapter.ln2))
-        self.mlp = MLPHooks(getattr(hf_layer, adapter.mlp))
+        self.mlp = MLPHooks(getattr(hf_layer, adapter.mlp), adapter, self.ln2)
         self.hook_mlp_out = HookPoint()
         self.hook_resid_post = HookPoint()
 
@@ -120,16 +313,62 @@ class HookedBlock(_HFRef):
     def hf_layer(self) -> nn.Module:
         return self.hf_module
 
+    def attach(self) -> list:
+        """PyTorch hooks on this layer's HF projections for the hook points in use."""
+        return self.attn.attach() + self.mlp.attach()
+
     def forward(
         self,
         resid: Float[torch.Tensor, "batch pos d_model"],
         call: LayerCall,
         position_embeddings: tuple[torch.Tensor, torch.Tensor],
     ) -> Float[torch.Tensor, "batch pos d_model"]:
-        resid = self.hook_resid_pre(resid)
-        attn_out = self.attn.hf_module(
-            hidden_states=self.ln1(resid), attention_mask=call, position_embeddings=position_embeddings, position_ids=None
-        )[0]
-        resid = self.hook_resid_mid(resid + self.hook_attn_out(attn_out))
-        mlp_out = self.hook_mlp_out(self.mlp(self.ln2(resid)))
-        return self.hook_resid_post(resid + mlp_out)
+        handles = self.attach()  # only for hook points in use; removed right after this layer
+        try:
+            resid = self.hook_resid_pre(resid)
+            attn_out = self.attn.hf_module(
+                hidden_states=self.ln1.weighted(self.ln1(resid)),
+                attention_mask=call,
+                position_embeddings=position_embeddings,
+                position_ids=None,
+            )[0]
+            resid = self.hook_resid_mid(resid + self.hook_attn_out(attn_out))
+            mlp_out = self.hook_mlp_out(self.mlp(self.ln2.weighted(self.ln2(resid))))
+            return self.hook_resid_post(resid + mlp_out)
+        finally:
+            for handle in handles:
+                handle.remove()
+
+
+class Embed(_HFRef):
+    """The token embedding (HF's ``embed_tokens``): ``W_E`` is its weight."""
+
+    @property
+    def W_E(self) -> Float[torch.Tensor, "d_vocab d_model"]:
+        return self.hf_module.weight
+
+    def forward(self, tokens: torch.Tensor) -> Float[torch.Tensor, "batch pos d_model"]:
+        return self.hf_module(tokens)
+
+
+class Unembed(_HFRef):
+    """The unembedding of the *normalized* stream (``ln_final``'s output, no weight), as TransformerLens.
+
+    ``W_U`` is HF's head with the final norm's weight folded into its rows, so
+    ``unembed(x) == x @ W_U + b_U`` and ``unembed(ln_final(resid))`` are the model's logits.
+    """
+
+    def __init__(self, lm_head: nn.Module, ln_final: NormHooks) -> None:
+        super().__init__(lm_head)
+        object.__setattr__(self, "_ln_final", ln_final)
+
+    @property
+    def W_U(self) -> Float[torch.Tensor, "d_model d_vocab"]:
+        return self._ln_final.fold(self.hf_module.weight.T)
+
+    @property
+    def b_U(self) -> Float[torch.Tensor, " d_vocab"]:
+        return _bias(self.hf_module)
+
+    def forward(self, normalized: Float[torch.Tensor, "... d_model"]) -> Float[torch.Tensor, "... d_vocab"]:
+        return self.hf_module(self._ln_final.weighted(normalized))

@@ -46,13 +46,13 @@ import torch
 import transformers
 from jaxtyping import Float, Int
 from torch import nn
-from transformer_lens import ActivationCache, HookedRootModule
+from transformer_lens import ActivationCache, FactoredMatrix, HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
 from videolens.adapters.protocol import VideoLLMAdapter, adapter_for, get_path
 from videolens.core import attention as _attention
 from videolens.core.attention import ATTN_IMPLEMENTATION, KVStore, LayerCall
-from videolens.core.blocks import HookedBlock, NormHooks
+from videolens.core.blocks import Embed, HookedBlock, NormHooks, Unembed
 from videolens.core.config import VideoLLMConfig
 from videolens.core.layout import TokenLayout
 from videolens.core.prompt import PromptBatch, VideoPrompt, build_prompt, collate
@@ -92,6 +92,18 @@ class LMInputs:
     inputs_embeds: Float[torch.Tensor, "batch pos d_model"]
     position_ids: torch.Tensor | None
     extra: dict[str, Any]
+
+
+def _prepends_bos(processor: Any) -> bool:
+    """Whether the tokenizer puts a BOS token before text (Llama yes, Qwen no)."""
+    tokenizer = getattr(processor, "tokenizer", processor)
+    bos = getattr(tokenizer, "bos_token_id", None)
+    if bos is None:
+        return False
+    try:
+        return tokenizer("a")["input_ids"][:1] == [bos]
+    except Exception:  # a processor without a callable tokenizer: assume the common case
+        return True
 
 
 def _as_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
@@ -145,11 +157,22 @@ class HookedVideoLLM(HookedRootModule):
             dtype=param.dtype,
             device=param.device,
             video_token_id=a.video_token_id(hf_model.config),
+            d_mlp=getattr(tc, "intermediate_size", 0),
+            act_fn=str(getattr(tc, "hidden_act", "silu")),
+            n_ctx=int(getattr(tc, "max_position_embeddings", 0) or 0),
+            model_name=str(getattr(hf_model.config, "_name_or_path", "") or type(hf_model).__name__),
+            eps=float(getattr(tc, "rms_norm_eps", 1e-6)),
+            original_architecture=type(hf_model).__name__,
+            tokenizer_prepends_bos=_prepends_bos(processor),
+            default_prepend_bos=_prepends_bos(processor),
         )
-        self.hook_embed = HookPoint()  # (batch, pos, d_model) token embeddings, before video splicing
+        self.hook_text_embed = HookPoint()  # (batch, pos, d_model) token embeddings, before video splicing
         self.hook_video_embeds = HookPoint()  # (batch, video_pos, d_model) projected video features
+        self.hook_embed = HookPoint()  # (batch, pos, d_model) the spliced sequence: what enters layer 0
+        self.embed = Embed(getattr(lm, a.embed_tokens))
         self.blocks = nn.ModuleList(HookedBlock(layer, a, n_heads, n_kv, d_head) for layer in layers)
         self.ln_final = NormHooks(getattr(lm, a.final_norm))
+        self.unembed = Unembed(self.lm_head, self.ln_final)
         object.__setattr__(self, "_drive_depth", 0)
         self.setup()
         self.train(hf_model.training)
@@ -230,14 +253,6 @@ class HookedVideoLLM(HookedRootModule):
     @property
     def tokenizer(self) -> Any:
         return getattr(self.processor, "tokenizer", self.processor)
-
-    @property
-    def W_U(self) -> Float[torch.Tensor, "d_model d_vocab"]:
-        return self.lm_head.weight.T
-
-    @property
-    def W_E(self) -> Float[torch.Tensor, "d_vocab d_model"]:
-        return getattr(self.language_model, self.adapter.embed_tokens).weight
 
     def to_tokens(self, text: str | Sequence[str], prepend_bos: bool = True) -> Int[torch.Tensor, "batch pos"]:
         """Token ids of plain text (``(1, pos)`` for a string), with the tokenizer's BOS unless ``prepend_bos=False``."""
@@ -383,25 +398,14 @@ class HookedVideoLLM(HookedRootModule):
             finally:
                 object.__setattr__(self, "_drive_depth", self._drive_depth - 1)
             return
-        a = self.adapter
         configs = {id(b.attn.hf_module.config): b.attn.hf_module.config for b in self.blocks}
         saved = {key: cfg._attn_implementation_internal for key, cfg in configs.items()}
-        handles = []
         try:
             object.__setattr__(self, "_drive_depth", 1)
             for cfg in configs.values():
                 cfg._attn_implementation_internal = ATTN_IMPLEMENTATION
-            if a.mlp_out_proj is not None:
-                for block in self.blocks:
-                    proj = getattr(getattr(block.hf_layer, a.mlp), a.mlp_out_proj)
-                    hook = block.mlp.hook_post
-                    handles.append(
-                        proj.register_forward_pre_hook(lambda _m, args, hook=hook: (hook(args[0]), *args[1:]))
-                    )
             yield
         finally:
-            for handle in handles:
-                handle.remove()
             for key, cfg in configs.items():
                 cfg._attn_implementation_internal = saved[key]
             object.__setattr__(self, "_drive_depth", 0)
@@ -440,14 +444,14 @@ class HookedVideoLLM(HookedRootModule):
 
     def _embed(self, batch: PromptBatch, lm_in: LMInputs) -> Float[torch.Tensor, "batch pos d_model"]:
         input_ids = batch.inputs["input_ids"].to(self.cfg.device)
-        text = self.hook_embed(getattr(self.language_model, self.adapter.embed_tokens)(input_ids))
+        text = self.hook_text_embed(self.embed(input_ids))
         video_mask = input_ids == self.cfg.video_token_id
         counts = video_mask.sum(1)
         if not (counts == counts[0]).all():
             raise LayoutError("Prompts in one batch must have the same number of video tokens.")
         video = lm_in.inputs_embeds[video_mask].view(input_ids.shape[0], int(counts[0]), -1)
         video = self.hook_video_embeds(video)
-        return text.masked_scatter(video_mask[..., None], video.to(text.dtype))
+        return self.hook_embed(text.masked_scatter(video_mask[..., None], video.to(text.dtype)))
 
     def _check_layer(self, layer: int | None, name: str, allow_end: bool = True) -> int | None:
         if layer is None:
@@ -511,13 +515,124 @@ class HookedVideoLLM(HookedRootModule):
             resid = self.adapter.after_layer(layer, resid, extra, positions)
         return resid
 
-    def unembed(
+    def resid_to_logits(
         self, resid: Float[torch.Tensor, "... d_model"], apply_ln: bool = True
     ) -> Float[torch.Tensor, "... d_vocab"]:
-        """Final norm (optional; hooked as ``ln_final.hook_normalized``) then the unembedding."""
+        """Logits of residual-stream vectors: the final norm (hooked) and the unembedding.
+
+        With ``apply_ln=False`` the raw stream goes through HF's head alone (no norm, no
+        weight), as a logit lens without the final norm reads it.
+        """
         if apply_ln:
-            resid = self.ln_final(resid)
+            return self.unembed(self.ln_final(resid))
         return self.lm_head(resid)
+
+    # ---- TransformerLens' weight conventions -------------------------------------------------------
+    @property
+    def W_U(self) -> Float[torch.Tensor, "d_model d_vocab"]:
+        """The unembedding with the final norm's weight folded in (TransformerLens' ``fold_ln``)."""
+        return self.unembed.W_U
+
+    @property
+    def b_U(self) -> Float[torch.Tensor, " d_vocab"]:
+        return self.unembed.b_U
+
+    @property
+    def W_E(self) -> Float[torch.Tensor, "d_vocab d_model"]:
+        return self.embed.W_E
+
+    def _stack(self, attr: str, part: str = "attn") -> torch.Tensor:
+        return torch.stack([getattr(getattr(block, part), attr) for block in self.blocks])
+
+    @property
+    def W_Q(self) -> Float[torch.Tensor, "layer head d_model d_head"]:
+        return self._stack("W_Q")
+
+    @property
+    def W_K(self) -> Float[torch.Tensor, "layer head d_model d_head"]:
+        return self._stack("W_K")
+
+    @property
+    def W_V(self) -> Float[torch.Tensor, "layer head d_model d_head"]:
+        return self._stack("W_V")
+
+    @property
+    def W_O(self) -> Float[torch.Tensor, "layer head d_head d_model"]:
+        return self._stack("W_O")
+
+    @property
+    def b_Q(self) -> Float[torch.Tensor, "layer head d_head"]:
+        return self._stack("b_Q")
+
+    @property
+    def b_K(self) -> Float[torch.Tensor, "layer head d_head"]:
+        return self._stack("b_K")
+
+    @property
+    def b_V(self) -> Float[torch.Tensor, "layer head d_head"]:
+        return self._stack("b_V")
+
+    @property
+    def b_O(self) -> Float[torch.Tensor, "layer d_model"]:
+        return self._stack("b_O")
+
+    @property
+    def W_in(self) -> Float[torch.Tensor, "layer d_model d_mlp"]:
+        return self._stack("W_in", "mlp")
+
+    @property
+    def W_gate(self) -> Float[torch.Tensor, "layer d_model d_mlp"]:
+        return self._stack("W_gate", "mlp")
+
+    @property
+    def W_out(self) -> Float[torch.Tensor, "layer d_mlp d_model"]:
+        return self._stack("W_out", "mlp")
+
+    @property
+    def b_in(self) -> Float[torch.Tensor, "layer d_mlp"]:
+        return self._stack("b_in", "mlp")
+
+    @property
+    def b_out(self) -> Float[torch.Tensor, "layer d_model"]:
+        return self._stack("b_out", "mlp")
+
+    @property
+    def OV(self) -> FactoredMatrix:
+        """Every head's OV circuit, ``(layer, head, d_model, d_model)``, factored."""
+        return FactoredMatrix(self.W_V, self.W_O)
+
+    @property
+    def QK(self) -> FactoredMatrix:
+        """Every head's QK circuit (before rotary), ``(layer, head, d_model, d_model)``, factored."""
+        return FactoredMatrix(self.W_Q, self.W_K.transpose(-2, -1))
+
+    def tokens_to_residual_directions(
+        self, tokens: str | int | Sequence[int] | torch.Tensor
+    ) -> Float[torch.Tensor, "... d_model"]:
+        """The unembedding directions of tokens (``W_U[:, token]``), as TransformerLens."""
+        if isinstance(tokens, str):
+            tokens = self.to_single_token(tokens)
+        index = torch.as_tensor(tokens, device=self.W_U.device)
+        return self.W_U[:, index].movedim(0, -1)
+
+    def accumulated_bias(
+        self, layer: int, mlp_input: bool = False, include_mlp_biases: bool = True
+    ) -> Float[torch.Tensor, " d_model"]:
+        """Sum of the output biases of attention and MLP before ``layer`` (and its attention if ``mlp_input``)."""
+        total = torch.zeros(self.cfg.d_model, dtype=self.cfg.dtype, device=self.cfg.device)
+        for i in range(layer):
+            total = total + self.blocks[i].attn.b_O
+            if include_mlp_biases:
+                total = total + self.blocks[i].mlp.b_out
+        if mlp_input and layer < self.cfg.n_layers:
+            total = total + self.blocks[layer].attn.b_O
+        return total
+
+    def set_use_attn_result(self, use_attn_result: bool) -> None:
+        """Always compute ``attn.hook_result`` (per-head outputs), as TransformerLens' switch."""
+        self.cfg.use_attn_result = bool(use_attn_result)
+        for block in self.blocks:
+            block.attn.use_attn_result = bool(use_attn_result)
 
     def forward(
         self,
@@ -571,7 +686,7 @@ class HookedVideoLLM(HookedRootModule):
                 return resid
             if return_type is None:
                 return None
-            logits = self.unembed(resid)
+            logits = self.resid_to_logits(resid)
         if return_type == "logits":
             return logits
         loss = self.next_token_loss(logits, batch, per_token=loss_per_token)
@@ -693,19 +808,41 @@ class HookedVideoLLM(HookedRootModule):
         names_filter: Any = None,
         device: Any = None,
         remove_batch_dim: bool = False,
+        incl_bwd: bool = False,
+        reset_hooks_end: bool = True,
+        clear_contexts: bool = False,
+        pos_slice: Any = None,
+        return_cache_object: bool = True,
         **model_kwargs: Any,
-    ) -> tuple[Any, ActivationCache]:
-        """Run :meth:`forward` and cache activations.
+    ) -> tuple[Any, ActivationCache | dict[str, torch.Tensor]]:
+        """Run :meth:`forward` and cache activations, with TransformerLens' options.
 
         Args:
             names_filter: a hook name, a list of names, or ``fn(name) -> bool``; default all.
             device: where to keep the cache (``"cpu"`` keeps GPU memory free).
             remove_batch_dim: drop the batch axis (batch of one only).
+            incl_bwd: also cache gradients (``name + "_grad"``): the output must be a scalar
+                to call ``backward()`` on, e.g. ``return_type="loss"``.
+            pos_slice: keep only these positions (TransformerLens' ``Slice`` input).
+            return_cache_object: an :class:`ActivationCache` (default) or a plain dict.
         """
         self._check_names_filter(names_filter)
-        cache_dict, fwd, _ = self.get_caching_hooks(names_filter, False, device, remove_batch_dim=remove_batch_dim)
-        with self.hooks(fwd_hooks=fwd):
+        if incl_bwd and model_kwargs.get("return_type", "logits") != "loss":
+            raise InputError(
+                "incl_bwd=True calls backward() on the output, which needs a scalar: pass return_type='loss' "
+                "(or run your own backward inside run_with_hooks)."
+            )
+        from transformer_lens.utilities import Slice
+
+        cache_dict, fwd, bwd = self.get_caching_hooks(
+            names_filter, incl_bwd, device, remove_batch_dim=remove_batch_dim, pos_slice=Slice.unwrap(pos_slice)
+        )
+        with self.hooks(fwd_hooks=fwd, bwd_hooks=bwd, reset_hooks_end=reset_hooks_end, clear_contexts=clear_contexts):
             out = self.forward(*model_args, **model_kwargs)
+            if incl_bwd:
+                out.backward()
+        if not return_cache_object:
+            return out, cache_dict
         return out, ActivationCache(cache_dict, self, has_batch_dim=not remove_batch_dim)
 
     # ---- generation -----------------------------------------------------------------------------------
@@ -748,7 +885,7 @@ class HookedVideoLLM(HookedRootModule):
             store = KVStore.empty()
             run = self.prefill(batch, interventions, store=store)
             resid, pos_ids, blocked, extra = run.resid, run.position_ids, run.blocked, run.extra
-            logits = self.unembed(resid[:, -1:])
+            logits = self.resid_to_logits(resid[:, -1:])
             valid = batch.inputs.get("attention_mask", torch.ones(bsz, n, dtype=torch.long)).to(device).bool()
             last_rows = torch.tensor([int(layout["last"][0]) for layout in batch.layouts], device=device)
             inherited = {layer: ~m[torch.arange(bsz, device=device), :, last_rows] for layer, m in blocked.items()}
@@ -771,11 +908,11 @@ class HookedVideoLLM(HookedRootModule):
                     step_layers[layer] = row & torch.cat([allowed_prompt, extra], dim=-1)[:, :, None, :]
                 step_base = row if batch.padded else None
                 pos_ids = self.adapter.next_position_ids(pos_ids, 1)
-                resid = self.hook_embed(getattr(self.language_model, self.adapter.embed_tokens)(token[:, None]))
+                resid = self.hook_embed(self.hook_text_embed(self.embed(token[:, None])))
                 pe = self.adapter.position_embeddings(self.language_model, resid, pos_ids)
                 at = slice(k_len - 1, k_len)  # a generated token: past the prompt, never visual
                 resid = self.run_layers(resid, pe, 0, self.cfg.n_layers, step_base, step_layers, store, store, extra, at)
-                logits = self.unembed(resid)
+                logits = self.resid_to_logits(resid)
         tokens = torch.stack(out, dim=1)
         if return_type == "tokens":
             return tokens

@@ -128,7 +128,7 @@ def pooled_attention(
                         kept[i, :, j] = pattern[:, pos - r0].to(kept.device)
         pooled[i] = acc.cpu()
 
-    hooks = [(f"blocks.{layer}.attn.hook_q", grab_q) for layer in chosen]
-    hooks += [(f"blocks.{layer}.attn.hook_k", reduce) for layer in chosen]
+    hooks = [(f"blocks.{layer}.attn.hook_rot_q", grab_q) for layer in chosen]
+    hooks += [(f"blocks.{layer}.attn.hook_rot_k", reduce) for layer in chosen]
     model.run_with_hooks(prompt, fwd_hooks=hooks, stop_at_layer=max(chosen) + 1)
     return PooledAttention(pooled.to(device), names, chosen, None if kept is None else kept.to(device), row_pos)

@@ -78,7 +78,7 @@ class SweepEngine:
                 resid = model.run_layers(
                     resid, self.position_embeddings, layer, layer + 1, None, {}, None, self.kv, self.extra
                 )
-            self.clean_last_logits = model.unembed(resid[:, -1])[0]
+            self.clean_last_logits = model.resid_to_logits(resid[:, -1])[0]
 
     @property
     def seq_len(self) -> int:
@@ -168,4 +168,4 @@ class SweepEngine:
         resid = model.run_layers(
             resid, pe, first_layer, model.cfg.n_layers, None, per_layer, past, None, self.extra, slice(q0, n)
         )
-        return model.unembed(resid[:, -1])
+        return model.resid_to_logits(resid[:, -1])
