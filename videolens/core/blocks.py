@@ -295,6 +295,10 @@ def _per_head_hook(hook: HookPoint, heads: int):
 class HookedBlock(_HFRef):
     """One decoder layer: HF's own norms, attention and MLP, composed pre-norm, with hooks."""
 
+    #: TransformerLens' tools check this: the block's output is the one residual stream the
+    #: model unembeds (no parallel streams).
+    hook_out_is_single_residual_stream = True
+
     def __init__(
         self, hf_layer: nn.Module, adapter: VideoLLMAdapter, n_heads: int, n_kv_heads: int, d_head: int
     ) -> None:

@@ -9,14 +9,17 @@ each layer's norms, projections, rotary embedding and MLP. videolens drives the 
 over decoder layers itself (so it can start or stop at any layer and reuse keys and
 values) and decides how each layer attends (:mod:`videolens.core.attention`).
 
-Hook names (per language-model layer ``l``)::
+Hook names (per language-model layer ``l``; docs/hooks.md has every shape)::
 
-    hook_embed, hook_video_embeds,
-    blocks.{l}.hook_resid_pre, blocks.{l}.ln1.hook_normalized,
-    blocks.{l}.attn.hook_q / hook_k / hook_v (after rotary), blocks.{l}.attn.hook_attn_scores,
-    blocks.{l}.attn.hook_pattern, blocks.{l}.attn.hook_z, blocks.{l}.hook_attn_out,
-    blocks.{l}.hook_resid_mid, blocks.{l}.ln2.hook_normalized, blocks.{l}.mlp.hook_post,
-    blocks.{l}.hook_mlp_out, blocks.{l}.hook_resid_post, ln_final.hook_normalized
+    hook_text_embed, hook_video_embeds, hook_embed,
+    blocks.{l}.hook_resid_pre, blocks.{l}.ln1.hook_scale, blocks.{l}.ln1.hook_normalized,
+    blocks.{l}.attn.hook_q / hook_k (before rotary), hook_v, hook_rot_q / hook_rot_k (after),
+    blocks.{l}.attn.hook_attn_scores, hook_pattern, hook_z, hook_result (on demand),
+    blocks.{l}.hook_attn_out, blocks.{l}.hook_resid_mid, blocks.{l}.ln2.hook_scale / hook_normalized,
+    blocks.{l}.mlp.hook_pre / hook_pre_linear / hook_post, blocks.{l}.hook_mlp_out,
+    blocks.{l}.hook_resid_post, ln_final.hook_scale, ln_final.hook_normalized
+
+Norms follow TransformerLens' ``fold_ln`` convention (see :mod:`videolens.core.blocks`).
 
 ``blocks.{l}.hook_resid_post`` is the block's output (HF's ``hidden_states[l + 1]``) and
 ``blocks.{l+1}.hook_resid_pre`` the input of the next block. They are equal except in
