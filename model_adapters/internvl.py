@@ -56,6 +56,8 @@ def tiny_processor(tokenizer: Any) -> Any:
 class InternVLAdapter(VideoLLMAdapter):
     architectures = ("InternVLForConditionalGeneration",)
     family = "internvl"
+    vision_layers = "encoder.layer"
+    vision_attn = "attention"
     tiny = TinySpec(
         config=tiny_config,
         processor=tiny_processor,

@@ -83,6 +83,8 @@ def llava_next_video_processor(
 class LlavaNextVideoAdapter(VideoLLMAdapter):
     architectures = ("LlavaNextVideoForConditionalGeneration",)
     family = "llava_next_video"
+    #: The selected features go through the pooling resampler, then the projector.
+    vision_features_input = "model.vision_resampler"
     tiny = TinySpec(
         config=tiny_config,
         processor=functools.partial(llava_next_video_processor, grid_pinpoints=tiny_grid_pinpoints()),

@@ -130,6 +130,12 @@ def tiny_config(dims: TextDims, tokenizer: Any) -> Any:
 class Qwen2_5_VLAdapter(VideoLLMAdapter):
     architectures = ("Qwen2_5_VLForConditionalGeneration",)
     family = "qwen2_5_vl"
+    #: The Qwen towers (Qwen2-VL and Qwen3-VL inherit these): blocks, then the patch merger as projector.
+    vision_tower = "model.visual"
+    vision_layers = "blocks"
+    vision_attn = "attn"
+    vision_features_input = "model.visual.merger"
+    projector = "model.visual.merger"
     video_placeholder = "<|vision_start|><|video_pad|><|vision_end|>"
     uses_time = True
     default_fps = 2.0
@@ -156,10 +162,17 @@ class Qwen2_5_VLAdapter(VideoLLMAdapter):
         covered = [tuple(range(i * span, (i + 1) * span)) for i in range(t)]
         return VideoStructure(grids, covered)
 
-    def processor_kwargs(self, fps: float | None, n_frames: int) -> dict[str, Any]:
+    def processor_kwargs(self, fps: float | None, n_frames: int, timestamps: Any = None) -> dict[str, Any]:
+        """The frames' rate as video metadata: HF spaces the units' temporal M-RoPE ids by ``2 / fps`` seconds.
+
+        With timestamps the rate is theirs (their mean spacing; M-RoPE spaces the units evenly,
+        so a variable-rate clip gets its average), else ``fps``.
+        """
         from transformers.video_utils import VideoMetadata
 
-        return {"video_metadata": [VideoMetadata(total_num_frames=n_frames, fps=fps)]}
+        span = float(timestamps[-1] - timestamps[0]) if timestamps is not None and len(timestamps) > 1 else 0.0
+        rate = (len(timestamps) - 1) / span if span > 0 else fps
+        return {"video_metadata": [VideoMetadata(total_num_frames=n_frames, fps=rate)]}
 
     @staticmethod
     def _three_rows(position_ids: torch.Tensor) -> torch.Tensor:

@@ -61,5 +61,6 @@ class Qwen2VLAdapter(Qwen2_5_VLAdapter):
         notes="M-RoPE; temporal position = unit index (fps unused)",
     )
 
-    def processor_kwargs(self, fps: float | None, n_frames: int) -> dict[str, Any]:
+    def processor_kwargs(self, fps: float | None, n_frames: int, timestamps: Any = None) -> dict[str, Any]:
+        """Nothing: HF's Qwen2-VL gives temporal unit ``t`` the temporal position ``t``; no input carries time."""
         return {}

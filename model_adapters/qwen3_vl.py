@@ -39,6 +39,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import numpy as np
 import torch
 
 from model_adapters.qwen2_5_vl import PROCESSOR_PATCHING, Qwen2_5_VLAdapter, qwen_config, qwen_text, qwen_vision
@@ -118,12 +119,26 @@ class Qwen3VLAdapter(Qwen2_5_VLAdapter):
         ),
     )
 
-    def processor_kwargs(self, fps: float | None, n_frames: int) -> dict[str, Any]:
+    def processor_kwargs(self, fps: float | None, n_frames: int, timestamps: Any = None) -> dict[str, Any]:
+        """Keep every frame, with metadata from which the processor writes each unit's absolute time.
+
+        The processor writes ``<t seconds>`` before a unit, ``t`` the mean of ``frames_indices[i] / fps``
+        over its two frames. The metadata states the times themselves (indices = seconds at fps 1),
+        so ``t`` is the frames' absolute time bit for bit, the same float as ``layout.frames[t].timestamp``;
+        without timestamps the frames are ``1 / fps`` s apart from 0 s. A single frame arrives
+        repeated (:meth:`frames_for_processor`).
+        """
         from transformers.video_utils import VideoMetadata
 
-        # The frames are already sampled: keep them all; the metadata gives the timestamps.
-        metadata = VideoMetadata(total_num_frames=n_frames, fps=fps, frames_indices=list(range(n_frames)))
+        times = np.arange(n_frames) / (fps or self.default_fps) if timestamps is None else np.asarray(timestamps)
+        metadata = VideoMetadata(total_num_frames=n_frames, fps=1.0, frames_indices=times.tolist())
         return {"video_metadata": [metadata], "do_sample_frames": False}
+
+    def frames_for_processor(self, frames: np.ndarray, timestamps: Any) -> tuple[np.ndarray, Any]:
+        """One frame is repeated: the processor patches 2 frames into each unit and fails on 1 (as Qwen2.5-VL's pads)."""
+        if len(frames) != 1:
+            return frames, timestamps
+        return np.repeat(frames, 2, axis=0), None if timestamps is None else np.repeat(np.asarray(timestamps), 2)
 
     def after_layer(
         self, layer: int, resid: torch.Tensor, extra: dict[str, Any] | None, positions: slice | None = None

@@ -66,6 +66,8 @@ def tiny_processor(tokenizer: Any) -> Any:
 class VideoLlavaAdapter(VideoLLMAdapter):
     architectures = ("VideoLlavaForConditionalGeneration",)
     family = "video_llava"
+    #: The tower that encodes video frames (``image_tower`` encodes images).
+    vision_tower = "model.video_tower"
     #: Tokens before each frame's patch grid: CLIP's CLS token.
     cls_tokens = 1
     tiny = TinySpec(

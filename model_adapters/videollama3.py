@@ -6,9 +6,10 @@ one token, so a frame of ``video_grid_thw`` ``(t, h, w)`` gives an ``(h / m, w /
 grid. Time is text: the processor expands the prompt's ``<|video_pad|>`` into
 ``Time {t:.1f}s:<|video_pad|>...`` per frame, the frames joined by ``","``; the
 timestamps, the colon and the commas land in ``video_text`` (``layout.frames[t].text``
-is the text before frame ``t``'s tokens). The timestamps are the frames' indices over
-the fps given in the video metadata, which :meth:`VideoLlama3Adapter.processor_kwargs`
-passes (without it the processor assumes 1 fps). The language model is Qwen2 with
+is the text before frame ``t``'s tokens). The timestamps are the frames' absolute times
+(``Video.timestamps``; for bare frames ``index / fps``), which
+:meth:`VideoLlama3Adapter.processor_kwargs` passes as video metadata (without it the
+processor assumes 1 fps and writes ``index / 1``). The language model is Qwen2 with
 plain 1D RoPE.
 
 Token compression (``use_token_compression``, on in the real video processor) drops
@@ -29,6 +30,8 @@ from __future__ import annotations
 
 import dataclasses
 from typing import Any
+
+import numpy as np
 
 from videolens.adapters import VideoLLMAdapter, VideoStructure, register_adapter
 from videolens.errors import LayoutError
@@ -82,6 +85,9 @@ def tiny_processor(tokenizer: Any) -> Any:
 class VideoLlama3Adapter(VideoLLMAdapter):
     architectures = ("VideoLlama3ForConditionalGeneration",)
     family = "videollama3"
+    vision_tower = "model.vision_model"
+    vision_features_input = "model.projector"
+    projector = "model.projector"
     video_placeholder = "<|video_pad|>"
     uses_time = True
     tiny = TinySpec(
@@ -124,9 +130,15 @@ class VideoLlama3Adapter(VideoLLMAdapter):
                 )
         return VideoStructure([(h // merge, w // merge)] * t, [(i,) for i in range(t)])
 
-    def processor_kwargs(self, fps: float | None, n_frames: int) -> dict[str, Any]:
+    def processor_kwargs(self, fps: float | None, n_frames: int, timestamps: Any = None) -> dict[str, Any]:
+        """Keep every frame, with metadata from which the processor writes each frame's absolute time.
+
+        The processor writes ``Time {frames_indices[i] / fps:.1f}s:``; the metadata states the times
+        themselves (indices = seconds at fps 1), so the text is the frames' absolute time, the same
+        float as ``layout.frames[t].timestamp``; without timestamps the frames are ``1 / fps`` s apart from 0 s.
+        """
         from transformers.video_utils import VideoMetadata
 
-        # The frames are already sampled: keep them all; the metadata gives the timestamps.
-        metadata = VideoMetadata(total_num_frames=n_frames, fps=fps, frames_indices=list(range(n_frames)))
+        times = np.arange(n_frames) / (fps or self.default_fps) if timestamps is None else np.asarray(timestamps)
+        metadata = VideoMetadata(total_num_frames=n_frames, fps=1.0, frames_indices=times.tolist())
         return {"video_metadata": [metadata], "do_sample_frames": False}

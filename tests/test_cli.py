@@ -1,12 +1,20 @@
-"""The videolens command: runs on the toy model, writes tables and a report, fails cleanly."""
+"""The videolens command: runs on the toy model, writes tables and a report, resumes, fails cleanly."""
 
 from __future__ import annotations
 
-import json
+import os
+import re
+import time
 
 import pytest
+from benchmark_fixtures import one_thread, tvbench  # noqa: F401 (one_thread: a fixture, used below)
 
+import videolens.cli
 from videolens.cli import main
+from videolens.runs.manifest import make_manifest, write_manifest
+from videolens.runs.run import Run
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -18,27 +26,44 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
-def test_flow_on_synthetic_data_writes_tables_and_report(tmp_path, capsys):
-    code, out, err = run(
-        capsys,
-        "flow",
-        "--target",
-        "cross-frame",
-        "--n-per-task",
-        "1",
-        "--tasks",
-        "after",
-        "color",
-        "--out",
-        str(tmp_path),
-        "--no-progress",
-    )
+FLOW = ["flow", "--target", "cross-frame", "--n-per-task", "1", "--tasks", "after", "color", "--no-progress"]
+
+
+def test_flow_is_a_run_that_resumes_and_rebuilds_its_report(tmp_path, capsys):
+    code, out, err = run(capsys, *FLOW, "--out", str(tmp_path))
     assert code == 0, err
-    rows = [json.loads(line) for line in (tmp_path / "flow_cross-frame.jsonl").read_text().splitlines()]
-    assert len(rows) == 2 * 8 and {r["task"] for r in rows} == {"after", "color"}
-    assert (tmp_path / "flow_cross-frame_accuracy.csv").exists()
+    result = Run.load(tmp_path)
+    assert result.manifest["command"] == "flow" and result.manifest["arguments"]["target"] == ["cross-frame"]
+    assert result.manifest["dataset"] == {"name": "synthetic", "tasks": ["after", "color"], "n_per_task": 1, "seed": 0}
+    records = result.records("flow_cross-frame")
+    assert [r["key"] for r in records] == ["after-0-0", "color-0-0"] and all(len(r["rows"]) == 8 for r in records)
+    csv = (tmp_path / "flow_cross-frame.csv").read_bytes()
     html = (tmp_path / "report.html").read_text()
     assert "plotly" in html and '<script src="http' not in html  # plotly.js is inlined
+    shard = tmp_path / "results" / "flow_cross-frame" / "shard-0.jsonl"
+    before = shard.read_bytes()
+    assert run(capsys, *FLOW, "--out", str(tmp_path))[0] == 0  # the same run again: resumed, nothing recomputed
+    assert run(capsys, *FLOW, "--out", str(tmp_path), "--resume")[0] == 0
+    assert shard.read_bytes() == before
+    for output in (tmp_path / "flow_cross-frame.csv", tmp_path / "report.html"):
+        output.unlink()
+    code, out, err = run(capsys, "report", str(tmp_path))
+    assert code == 0 and (tmp_path / "flow_cross-frame.csv").read_bytes() == csv and (tmp_path / "report.html").exists()
+    assert run(capsys, *FLOW, "--out", str(tmp_path), "--overwrite")[0] == 0  # computed again from scratch
+    assert Run.load(tmp_path).records("flow_cross-frame") == records
+
+
+def test_flow_over_a_benchmark_with_a_progress_bar(tmp_path, capsys):
+    root = tvbench(tmp_path / "TVBench")
+    code, out, err = run(
+        capsys, "flow", "--dataset", "tvbench", "--data-root", str(root), "--tasks", "Action Sequence",
+        "--target", "cross-frame", "--layers", "3", "--out", str(tmp_path / "run"),
+    )  # fmt: skip
+    assert code == 0, err
+    records = Run.load(tmp_path / "run").records("flow_cross-frame")
+    assert [r["key"] for r in records] == ["Action Sequence/0", "Action Sequence/1"]
+    assert [row["gt"] for r in records for row in r["rows"]] == ["B", "C"]  # the true candidates' letters
+    assert re.search(r"2/2 \[[0-9:]+<[0-9:]+, +[0-9.]+ ?s(/sample|ample/s)\]", err), err  # samples, time left, rate
 
 
 def test_pathways_and_answer_prob_and_lens(tmp_path, capsys):
@@ -83,7 +108,9 @@ def _write_clip(path, n_frames: int = 30) -> None:
     """A short constant-rate clip (10 fps, 32x32) for the command's --video input."""
     from test_video_helpers import coded_frame, write_video
 
-    write_video(path, [coded_frame(i) for i in range(n_frames)], [i * 100 for i in range(n_frames)], codec="mpeg4", rate=10)
+    write_video(
+        path, [coded_frame(i) for i in range(n_frames)], [i * 100 for i in range(n_frames)], codec="mpeg4", rate=10
+    )
 
 
 def test_single_video_input(tmp_path, capsys):
@@ -118,7 +145,7 @@ def test_single_video_input(tmp_path, capsys):
         (["flow", "--model", "no-such-model"], "Unknown model 'no-such-model'"),
         (["flow", "--tasks", "spin"], "Unknown task"),
         (["flow", "--question", "Q?"], "pass --video too"),
-        (["pathways", "--spec", "70b", "--n-per-task", "1", "--tasks", "color"], "Unknown spec"),
+        (["pathways", "--spec", "70b", "--n-per-task", "1", "--tasks", "color"], "Unknown pathway spec"),
         (["flow", "--video", "x.mp4", "--question", "Q?", "--options", "a", "b"], "needs the true option"),
     ],
 )
@@ -175,3 +202,105 @@ def test_a_digit_answer_is_an_options_text_before_it_is_an_index():
     assert _cli_answer(options, "2") == resolve_answer(options, "2") == 1  # the text "2": option B, as in the API
     assert _cli_answer(["left", "right", "up"], "2") == 2  # no option reads "2": index 2
     assert _cli_answer(["left", "right"], "B") == 1
+
+
+@pytest.fixture
+def no_model(monkeypatch):
+    """Fail the test if the command gets as far as loading a model."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was loaded before the bad argument was refused")
+
+    monkeypatch.setattr(videolens.cli, "_load", refuse)
+
+
+def _other_run(folder):
+    folder.mkdir()
+    write_manifest(folder, make_manifest(command="pathways", model="m", dataset={}, arguments={}, sample_ids=["x"]))
+    return folder
+
+
+def _bad_contract_cases(tmp_path):
+    clip = tmp_path / "clip.mp4"
+    _write_clip(clip)
+    (tmp_path / "a-file").write_text("x")
+    (tmp_path / "not-a-model").mkdir()
+    broken = tvbench(tmp_path / "TVBench")
+    (broken / "json" / "moving_direction.json").write_text("[{")
+    video = ["--video", str(clip), "--options", "a", "b", "--answer", "a"]
+    return [
+        (["flow", "--seed", "-1"], "--seed -1 must be 0 or more"),
+        (["flow", "--model", str(tmp_path / "not-a-model")], "is a folder but not a saved model (no config.json)"),
+        (["flow", "--dtype", "int8"], "invalid choice: 'int8'"),
+        (["flow", "--device", "foo"], "--device 'foo' is not a device"),
+        (["flow", "--out", str(tmp_path / "a-file")], "is a file; pass a folder"),
+        (["flow", "--out", str(tmp_path / "a-file" / "sub")], "a-file is a file, not a folder"),
+        (["flow", *video, "--question", "<video> Which way?"], "--question contains '<video>'"),
+        (["flow", "--window", "0"], "--window 0 must be 1 or more"),
+        (["flow", "--n-per-task", "0"], "--n-per-task 0 must be 1 or more"),
+        (["pathways", "--window", "3"], "'--window' does not apply to `videolens pathways`; it is an option of: flow"),
+        (["lens", "--resume"], "'--resume' does not apply to `videolens lens`"),
+        (["info", "--tasks", "color"], "'--tasks' does not apply to `videolens info`"),
+        (["flow", "--resume", "--overwrite"], "not allowed with argument"),
+        (["flow", "--dataset", "tvbench"], "--dataset tvbench needs --data-root"),
+        (["flow", "--dataset", "tvbench", "--data-root", str(tmp_path / "nowhere")], "does not exist"),
+        (["flow", "--data-root", str(tmp_path)], "--data-root goes with --dataset"),
+        (["flow", "--dataset", "tvbenchh", "--data-root", str(tmp_path)], "Unknown dataset 'tvbenchh'"),
+        (
+            ["flow", "--dataset", "tvbench", "--data-root", str(broken), "--tasks", "5"],
+            "moving_direction.json is not valid JSON",
+        ),
+        (["flow", "--dataset", "tvbench", "--data-root", str(broken), "--tasks", "Spin"], "TVBench has no task 'Spin'"),
+        (["flow", *video, "--question", "Q?", "--tasks", "color"], "--tasks selects synthetic or benchmark samples"),
+        (["flow", "--out", str(_other_run(tmp_path / "other"))], "holds a different run (it differs in command"),
+        (["flow", "--resume", "--out", str(tmp_path / "fresh")], "Nothing to resume"),
+        (["report", str(tmp_path)], "holds no videolens run"),
+    ]
+
+
+def test_every_bad_argument_is_one_line_and_exit_2_before_the_model_loads(tmp_path, capsys, no_model):
+    for argv, message in _bad_contract_cases(tmp_path):
+        code, out, err = run(capsys, *argv)
+        assert code == 2, (argv, err)
+        assert message in err, (argv, err)
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, (argv, err)
+
+
+def test_cuda_without_a_gpu_is_refused(capsys, no_model):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    code, _, err = run(capsys, "flow", "--device", "cuda")
+    assert code == 2 and "no CUDA GPU is available" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("offline", [True, False])
+def test_a_hub_model_without_network_fails_fast(capsys, monkeypatch, tmp_path, no_model, offline):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty cache
+    if offline:
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    else:
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    start = time.monotonic()
+    code, _, err = run(capsys, "flow", "--model", "org/x", "--n-per-task", "1")
+    assert time.monotonic() - start < 5
+    reason = "HF_HUB_OFFLINE is set" if offline else "the model hub cannot be reached"
+    assert code == 2 and f"Cannot load model 'org/x': {reason}" in err and len(err.strip().splitlines()) == 1
+
+
+def test_unwritable_out_is_refused(capsys, no_model):
+    if not os.path.isdir("/sys") or os.access("/sys", os.W_OK) and not os.path.ismount("/sys"):
+        pytest.skip("no read-only /sys here")
+    code, _, err = run(capsys, "flow", "--out", "/sys/videolens-out")
+    assert code == 2 and "is not writable" in err and len(err.strip().splitlines()) == 1
+
+
+def test_an_argument_checked_on_the_loaded_model_leaves_no_run_behind(tmp_path, capsys):
+    argv = ["flow", "--target", "cross-frame", "--n-per-task", "1", "--tasks", "color", "--no-progress"]
+    code, _, err = run(capsys, *argv, "--layers", "9", "--out", str(tmp_path))
+    assert code == 2 and "--layers [9]: the model has layers 0..7" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run(capsys, *argv, "--layers", "7", "--out", str(tmp_path))  # not refused as another run
+    assert code == 0, err
+    assert [row["layer"] for row in Run.load(tmp_path).frame("flow_cross-frame").to_dict("records")] == [7]

@@ -46,7 +46,9 @@ def test_frames_follow_the_model_granularity(family, model, prompt):
 
 def test_timestamps_come_from_fps(family, model, prompt):
     covers = facts(family).frames_per_unit
-    assert prompt.layout.frames[1].timestamp == pytest.approx(covers / 2.0)
+    # unit 1 covers input frames covers .. 2 * covers - 1, 0.5 s apart at 2 fps: its time is their midpoint
+    first, last = covers / 2.0, (2 * covers - 1) / 2.0
+    assert prompt.layout.frames[1].timestamp == pytest.approx((first + last) / 2)
 
 
 def test_text_groups_decode_to_their_text(model, prompt):
@@ -59,6 +61,8 @@ def test_text_groups_decode_to_their_text(model, prompt):
 
     assert decoded("system") == "Watch the video carefully."
     assert decoded("question_body") == "Question: What moved first?\nOptions:"
+    assert decoded("question_text") == "What moved first?"
+    assert decoded("question_labels").split() == ["Question:", "Options:"]
     assert decoded("option(0)") == "(A) the red square"
     assert decoded("option(B)") == "(B) the blue circle"
     assert decoded("option(2)") == "(C) nothing"
@@ -81,6 +85,8 @@ def test_a_layout_that_does_not_partition_the_sequence_is_refused(prompt):
         TokenLayout(layout.seq_len, layout.frames, missing)
     question = set(layout["question"].tolist())
     assert question == set(layout["question_body"].tolist()) | set(layout["options"].tolist())
+    body = set(layout["question_body"].tolist())
+    assert body == set(layout["question_labels"].tolist()) | set(layout["question_text"].tolist())
 
 
 def test_true_and_false_options(model):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 
+import numpy as np
 import pytest
 import torch
 
@@ -33,7 +34,7 @@ def test_reused_engine_with_callable_and_positional_groups_matches_plain_every_t
     early_frame = layout.frame(1).tolist()
     last = layout["last"].tolist()
     with torch.no_grad():
-        for i in range(60):
+        for i in range(24):
             if i % 2:
                 ko = EdgeKnockout(lambda lay: lay["video"], lambda lay: lay["last"], layers=[i % 2])
             else:
@@ -121,3 +122,16 @@ def test_an_odd_frame_count_names_only_frames_that_exist():
     covered = [unit.input_frames for unit in prompt.layout.frames]
     assert covered == [(0, 1), (2, 3), (4, 5), (6,)]  # the processor repeats frame 6 to fill the last pair
     assert prompt.layout.frames[-1].timestamp == pytest.approx(6 / 2.0)
+
+
+def test_qwen3_vl_takes_a_single_frame_as_its_processor_would_pad_it():
+    from videolens.testing import random_video
+
+    model = tiny("qwen3_vl")
+    prompt = model.prepare(random_video(1), "What is there?", fps=2.0)
+    assert [unit.input_frames for unit in prompt.layout.frames] == [(0,)]
+    with torch.no_grad():
+        hf = model.hf_model(**prompt.inputs).logits
+        assert (model(prompt) - hf).abs().max().item() <= TOL
+    two = model.prepare(np.repeat(random_video(1), 2, axis=0), "What is there?", fps=2.0)
+    assert torch.equal(two.inputs["pixel_values_videos"], prompt.inputs["pixel_values_videos"])

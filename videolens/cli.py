@@ -2,15 +2,20 @@
 
     videolens demo                                   # the whole story on the toy model, on CPU
     videolens flow --target cross-frame --n-per-task 8 --out runs/flow
+    videolens flow --dataset tvbench --data-root /data/TVBench --tasks "Action Sequence" --out runs/tvb
     videolens flow --video clip.mp4 --question "What happened first?" --options "A cat ran." "A dog sat." --answer 0
     videolens pathways --spec 7b                      # effective pathways + random baseline
     videolens lens                                    # logit lens on video tokens, vocabulary frequency
     videolens answer-prob
+    videolens report runs/tvb                         # rebuild the CSVs and report.html from a run's results
     videolens info --model llava-hf/LLaVA-NeXT-Video-7B-hf
 
-Every command writes CSV and JSONL tables and one self-contained ``report.html`` into
-``--out``. The default model is the shipped toy model and the default data its synthetic
-tasks. Bad input gives one line on stderr and exit status 2, never a traceback.
+``flow``, ``pathways`` and ``answer-prob`` are *runs*: their ``--out`` folder holds a
+manifest and one crash-safe record per sample, a killed run resumes where it stopped when
+started again with the same arguments, and under ``torchrun`` the processes share the
+samples. Every command writes CSV tables and one self-contained ``report.html``. The
+default model is the shipped toy model and the default data its synthetic tasks. Bad
+input gives one line on stderr and exit status 2, before anything slow is loaded.
 """
 
 from __future__ import annotations
@@ -18,10 +23,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
+import urllib.error
+import urllib.request
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from videolens.errors import VideoLensError
 from videolens.models import DEFAULT_MODEL, SHIPPED
@@ -29,101 +38,296 @@ from videolens.models import DEFAULT_MODEL, SHIPPED
 #: Commands that read no ground truth (the rest refuse a --video without --answer).
 NO_TRUTH_NEEDED = ("lens", "info")
 TARGET_NAMES = ("cross-frame", "vql-to-ql", "question-and-options-to-last", "vq-to-true-opt")
+#: Commands whose results are a resumable run (manifest + per-sample records).
+RUN_COMMANDS = ("flow", "pathways", "answer-prob")
+DTYPES = ("float32", "bfloat16", "float16")
+SYNTHETIC_PER_TASK = {"demo": 10}
+#: Seconds to wait for the model hub before saying it cannot be reached.
+HUB_TIMEOUT = 3.0
 
 
 class CLIError(Exception):
     """A problem with the command's input, reported as one line."""
 
 
-def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
-        prog="videolens", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (no usage block), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"videolens: error: {message.strip().splitlines()[-1]}\n")
+
+
+# ---------------------------------------------------------------------------------------
+# Arguments
+# ---------------------------------------------------------------------------------------
+
+
+def _model_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model", default=DEFAULT_MODEL, help=f"hub id, local folder or shipped name (default {DEFAULT_MODEL})"
     )
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N, mps (default: cuda if available)")
+    p.add_argument("--dtype", default=None, choices=DTYPES, help="default float32 on CPU, bfloat16 on GPU")
+
+
+def _data_flags(p: argparse.ArgumentParser, sample_mode: bool) -> None:
+    p.add_argument("--out", type=Path, default=None, help="output folder (default runs/<command>-<time>)")
+    p.add_argument("--dataset", help="a benchmark: tvbench, mvbench, tomato, videomme, longvideobench, nextqa, generic")
+    p.add_argument("--data-root", type=Path, help="where --dataset was downloaded (generic: the .jsonl/.csv file)")
+    p.add_argument("--skip-missing", action="store_true", help="skip --dataset samples whose video is missing (warned)")
+    p.add_argument("--n-per-task", type=int, default=None, help="samples per task (synthetic default 8; dataset: all)")
+    p.add_argument("--tasks", nargs="+", default=None, help="tasks to use: names or ids (default all)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic data and of torch (default 0)")
+    p.add_argument("--video", type=Path, help="a video file: analyse this one sample")
+    p.add_argument("--question", help="the question about --video")
+    p.add_argument("--options", nargs="+", help="the answer options")
+    p.add_argument("--answer", help="the true option (text, letter or index)")
+    p.add_argument("--num-frames", type=int, default=8, help="frames per video, segment midpoints (default 8)")
+    if sample_mode:
+        p.add_argument("--sample-mode", choices=["correct", "wrong", "all"], default="all")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _run_flags(p: argparse.ArgumentParser) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--resume", action="store_true", help="continue the run in --out (it must hold the same run)")
+    group.add_argument("--overwrite", action="store_true", help="delete the run in --out and start again")
+
+
+def _parser() -> _Parser:
+    ap = _Parser(prog="videolens", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def common(p: argparse.ArgumentParser, data: bool = True) -> None:
-        p.add_argument(
-            "--model", default=DEFAULT_MODEL, help=f"hub id, local folder or shipped name (default {DEFAULT_MODEL})"
-        )
-        p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
-        p.add_argument(
-            "--dtype", default=None, help="float32, bfloat16, float16 (default float32 on CPU, bfloat16 on GPU)"
-        )
-        p.add_argument("--out", type=Path, default=None, help="output folder (default runs/<command>-<time>)")
-        if not data:
-            return
-        p.add_argument("--n-per-task", type=int, default=8, help="synthetic samples per task (default 8)")
-        p.add_argument("--tasks", nargs="+", default=None, help="synthetic tasks to use (default all)")
-        p.add_argument("--seed", type=int, default=0, help="seed of the synthetic data")
-        p.add_argument("--video", type=Path, help="a video file: analyse this one sample instead of synthetic data")
-        p.add_argument("--question", help="the question about --video")
-        p.add_argument("--options", nargs="+", help="the answer options")
-        p.add_argument("--answer", help="the true option (index, letter or text)")
-        p.add_argument("--num-frames", type=int, default=8)
-        p.add_argument("--sample-mode", choices=["correct", "wrong", "all"], default="all")
-        p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    def command(name: str, help: str, sample_mode: bool = True, run: bool = False) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help)
+        _model_flags(p)
+        _data_flags(p, sample_mode)
+        if run:
+            _run_flags(p)
+        return p
 
-    p = sub.add_parser("demo", help="run every analysis on the toy model and write a report (CPU, < 2 min)")
-    common(p)
-    p.set_defaults(n_per_task=10)
-    p = sub.add_parser("flow", help="information-flow knockout sweep")
-    common(p)
+    command("demo", "run every analysis on the toy model and write a report (CPU, < 2 min)")
+    p = command("flow", "information-flow knockout sweep", run=True)
     p.add_argument("--target", choices=TARGET_NAMES, nargs="+", default=["cross-frame", "vql-to-ql"])
     p.add_argument("--window", type=int, default=None, help="layers per knockout window (default: n_layers // 3)")
     p.add_argument("--window-style", choices=["center", "inverse", "top_down", "bottom_up"], default="center")
-    p = sub.add_parser("pathways", help="effective pathways and the random baseline")
-    common(p)
+    p.add_argument("--layers", type=int, nargs="+", default=None, help="sweep positions (default: every layer)")
+    p = command("pathways", "effective pathways and the random baseline", sample_mode=False, run=True)
     p.add_argument("--spec", default="7b", help="paper spec scaled to the model: 7b, 13b, internvl, videollama3")
-    p = sub.add_parser("lens", help="logit lens on video tokens and vocabulary frequency")
-    common(p)
-    p = sub.add_parser("answer-prob", help="layer-wise probability of the true and false options")
-    common(p)
-    p = sub.add_parser("info", help="print the model's configuration and one prompt's layout")
-    common(p, data=False)
+    command("lens", "logit lens on video tokens and vocabulary frequency", sample_mode=False)
+    command("answer-prob", "layer-wise probability of the true and false options", run=True)
+    p = sub.add_parser("report", help="rebuild the CSV tables and report.html of a run from its results")
+    p.add_argument("folder", type=Path, help="the run's --out folder")
+    p = sub.add_parser("info", help="print the model's configuration")
+    _model_flags(p)
     return ap
 
 
-def _load(args: argparse.Namespace) -> Any:
-    import torch
-
-    from videolens.core.hooked import HookedVideoLLM
-
-    name = args.model
-    local = Path(name).expanduser()
-    if not local.exists() and name not in SHIPPED and (os.environ.get("HF_HUB_OFFLINE") == "1" or "/" not in name):
-        raise CLIError(
-            f"Unknown model {name!r}: not a local folder, not a shipped model ({', '.join(SHIPPED)}), "
-            "and not a hub id that can be reached."
-        )
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = args.dtype or ("bfloat16" if device.startswith("cuda") else "float32")
-    try:
-        return HookedVideoLLM.from_pretrained(str(local) if local.exists() else name, dtype=dtype, device=device)
-    except OSError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CLIError(f"Could not load model {name!r}: {first}") from exc
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse, turning an option of another command into one line that says where it belongs."""
+    ap = _parser()
+    args, extra = ap.parse_known_args(argv)
+    if extra:
+        flag = next((e for e in extra if e.startswith("-")), extra[0])
+        owners = [name for name, p in _subparsers(ap).items() if flag.split("=")[0] in p._option_string_actions]
+        where = f"; it is an option of: {', '.join(owners)}" if owners else ""
+        kind = "option" if flag.startswith("-") else "argument"
+        ap.error(f"{kind} {flag!r} does not apply to `videolens {args.command}`{where}")
+    return args
 
 
-def _samples(args: argparse.Namespace) -> list[Any]:
-    from videolens.data.sample import Sample
-    from videolens.data.synthetic import TASKS, make_dataset
-    from videolens.io.video import load_video
+def _subparsers(ap: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    action = next(a for a in ap._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
 
+
+def _check_args(args: argparse.Namespace) -> None:
+    """Every check that needs nothing loaded: numbers, the data source, text, the output folder."""
+    for name, value in [
+        ("--n-per-task", getattr(args, "n_per_task", None)),
+        ("--window", getattr(args, "window", None)),
+    ]:
+        if value is not None and value < 1:
+            raise CLIError(f"{name} {value} must be 1 or more.")
+    if getattr(args, "num_frames", 1) < 1:
+        raise CLIError(f"--num-frames {args.num_frames} must be 1 or more.")
+    if getattr(args, "seed", 0) < 0:
+        raise CLIError(f"--seed {args.seed} must be 0 or more.")
+    if any(layer < 0 for layer in getattr(args, "layers", None) or []):
+        raise CLIError(f"--layers {args.layers}: layers are 0-indexed, so none can be negative.")
+    if hasattr(args, "video"):
+        _check_source(args)
+    if getattr(args, "out", None) is not None:
+        _check_writable(args.out)
+
+
+def _check_source(args: argparse.Namespace) -> None:
+    """Exactly one data source (synthetic, --video, --dataset) with only its own flags."""
+    from videolens.data.annotations import find_placeholder
+
+    if args.dataset is not None and args.video is not None:
+        raise CLIError("Pass either --dataset or --video, not both.")
+    if args.dataset is None:
+        for flag, given in [("--data-root", args.data_root is not None), ("--skip-missing", args.skip_missing)]:
+            if given:
+                raise CLIError(f"{flag} goes with --dataset; pass --dataset NAME too (see docs/datasets.md).")
+    if args.dataset is not None or args.video is None:
+        if any(v is not None for v in (args.question, args.options, args.answer)):
+            raise CLIError("--question/--options/--answer describe a --video; pass --video too.")
+    if args.dataset is not None:
+        if args.data_root is None:
+            raise CLIError(f"--dataset {args.dataset} needs --data-root: the folder the benchmark was downloaded to.")
+        if not args.data_root.exists():
+            raise CLIError(
+                f"--data-root {args.data_root} does not exist; pass the folder {args.dataset} was downloaded to."
+            )
     if args.video is not None:
+        for flag, value in [("--tasks", args.tasks), ("--n-per-task", args.n_per_task)]:
+            if value is not None:
+                raise CLIError(f"{flag} selects synthetic or benchmark samples; it does not apply to one --video.")
         if not args.question or not args.options:
             raise CLIError("--video needs --question and --options (and --answer for most analyses).")
         if args.answer is None and args.command not in NO_TRUTH_NEEDED:
-            raise CLIError(f"`videolens {args.command}` needs the true option: pass --answer (its text, letter or index).")
+            raise CLIError(
+                f"`videolens {args.command}` needs the true option: pass --answer (its text, letter or index)."
+            )
+        for flag, text in [
+            ("--question", args.question),
+            ("--answer", args.answer),
+            *(("--options", o) for o in args.options),
+        ]:
+            token = find_placeholder(text or "")
+            if token:
+                raise CLIError(
+                    f"{flag} contains {token!r}, a model's placeholder or control token; videolens places the video itself, so remove it."
+                )
+
+
+def _check_writable(out: Path) -> None:
+    """``--out`` must be a folder, or creatable in a writable place."""
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out {out} is a file; pass a folder (it is created if needed).")
+    probe = out
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise CLIError(f"--out {out} cannot be created: {probe} is a file, not a folder.")
+    try:
+        fd, name = tempfile.mkstemp(dir=probe, prefix=".videolens-write-test-")
+    except OSError as exc:
+        raise CLIError(f"--out {out} is not writable ({probe}: {exc.strerror}); choose another folder.") from None
+    os.close(fd)
+    os.unlink(name)
+
+
+def _device(requested: str | None) -> str:
+    """The device to use, refused at once when it is not one this machine has."""
+    import torch
+
+    if requested is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(requested)
+    except (RuntimeError, ValueError):
+        raise CLIError(f"--device {requested!r} is not a device; use cpu, cuda, cuda:N or mps.") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise CLIError(f"--device {requested}: no CUDA GPU is available on this machine; use --device cpu.")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise CLIError(f"--device {requested}: this machine has {torch.cuda.device_count()} GPU(s).")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise CLIError(f"--device {requested}: MPS is not available on this machine; use --device cpu.")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise CLIError(f"--device {requested}: videolens runs on cpu, cuda or mps.")
+    return requested
+
+
+def _hub_reachable() -> bool:
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    try:
+        urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"), timeout=HUB_TIMEOUT).close()
+    except urllib.error.HTTPError:
+        return True  # it answered
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+    return True
+
+
+def _cached_snapshot(repo_id: str) -> str | None:
+    try:
+        from huggingface_hub import snapshot_download
+
+        return snapshot_download(repo_id, local_files_only=True)
+    except Exception:  # not cached, or not a valid repo id: either way nothing to load offline
+        return None
+
+
+def _model_source(name: str) -> str:
+    """What to load for ``--model``: a checked local folder, a shipped name, a hub id that can be fetched.
+
+    A hub id is refused at once (instead of after the hub client's retries) when the hub
+    cannot be reached or ``HF_HUB_OFFLINE`` is set and the model is not in the local cache;
+    when it is cached, the cached folder is loaded without contacting the hub.
+    """
+    local = Path(name).expanduser()
+    if local.exists():
+        if not (local / "config.json").is_file():
+            kind = "folder" if local.is_dir() else "file"
+            raise CLIError(
+                f"--model {name} is a {kind} but not a saved model (no config.json); pass a model folder or hub id."
+            )
+        return str(local)
+    if name in SHIPPED:
+        return name
+    if name.count("/") != 1 or name.startswith((".", "/")):
+        raise CLIError(
+            f"Unknown model {name!r}: not a local folder, not a shipped model ({', '.join(SHIPPED)}), "
+            "and not a hub id (org/name)."
+        )
+    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    cached = _cached_snapshot(name)
+    if not offline and cached is None and _hub_reachable():
+        return name
+    if cached is not None:
+        return cached
+    why = "HF_HUB_OFFLINE is set" if offline else "the model hub cannot be reached"
+    raise CLIError(
+        f"Cannot load model {name!r}: {why} and it is not in the local cache; download it first "
+        f"(`hf download {name}`) or pass a local folder."
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Data and model
+# ---------------------------------------------------------------------------------------
+
+
+def _samples(args: argparse.Namespace) -> list[Any]:
+    from videolens.data.registry import load_dataset
+    from videolens.data.sample import Sample
+    from videolens.data.synthetic import TASKS, make_dataset
+
+    if args.dataset is not None:
+        return load_dataset(
+            args.dataset,
+            args.data_root,
+            tasks=args.tasks,
+            n_per_task=args.n_per_task,
+            num_frames=args.num_frames,
+            skip_missing=args.skip_missing,
+        )
+    if args.video is not None:
         answer = _cli_answer(args.options, args.answer)  # fail before the (slow) video and model loading
-        video = load_video(args.video, num_frames=args.num_frames)
-        return [Sample(video, args.question, args.options, answer, task="video", id=args.video.name)]
-    if any(v is not None for v in (args.question, args.options, args.answer)):
-        raise CLIError("--question/--options/--answer describe a --video; pass --video too.")
+        clip = Sample(
+            str(args.video), args.question, args.options, answer, "video", args.video.name, num_frames=args.num_frames
+        )
+        return [clip.decoded()]
     tasks = args.tasks or list(TASKS)
     unknown = sorted(set(tasks) - set(TASKS))
     if unknown:
         raise CLIError(f"Unknown task(s) {unknown}; synthetic tasks are {', '.join(TASKS)}.")
-    return make_dataset(args.n_per_task, seed=args.seed, tasks=tasks)
+    n = args.n_per_task or SYNTHETIC_PER_TASK.get(args.command, 8)
+    return make_dataset(n, seed=args.seed, tasks=tasks)
 
 
 def _cli_answer(options: list[str], answer: str | None) -> int | None:
@@ -132,21 +336,142 @@ def _cli_answer(options: list[str], answer: str | None) -> int | None:
     ``--options 1 2 3 4 --answer 2`` is therefore option B (the text "2"), as in the Python
     API; a digit is an index only when no option has that text.
     """
-    from videolens.core.prompt import resolve_answer
-    from videolens.errors import LayoutError
+    from videolens.data.annotations import answer_index
+
+    return None if answer is None else answer_index(options, answer)
+
+
+def _dtype(args: argparse.Namespace, device: str) -> str:
+    return args.dtype or ("bfloat16" if device.startswith("cuda") else "float32")
+
+
+def _load(args: argparse.Namespace, source: str, device: str) -> Any:
+    from videolens.core.hooked import HookedVideoLLM
 
     try:
-        return resolve_answer(options, answer)
-    except LayoutError:
-        if answer is not None and answer.strip().isdigit():
-            return resolve_answer(options, int(answer))
-        raise
+        return HookedVideoLLM.from_pretrained(source, dtype=_dtype(args, device), device=device)
+    except OSError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CLIError(f"Could not load model {args.model!r}: {first}") from exc
+
+
+def _check_layers(args: argparse.Namespace, model: Any) -> None:
+    bad = [layer for layer in getattr(args, "layers", None) or [] if layer >= model.cfg.n_layers]
+    if bad:
+        raise CLIError(f"--layers {bad}: the model has layers 0..{model.cfg.n_layers - 1}.")
 
 
 def _out(args: argparse.Namespace) -> Path:
     out = args.out or Path("runs") / f"{args.command}-{time.strftime('%Y%m%d-%H%M%S')}"
     out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+# ---------------------------------------------------------------------------------------
+# Runs: flow, pathways, answer-prob
+# ---------------------------------------------------------------------------------------
+
+
+def _dataset_description(args: argparse.Namespace) -> dict[str, Any]:
+    if args.dataset is not None:
+        return {
+            "name": args.dataset,
+            "root": str(args.data_root.resolve()),
+            "tasks": args.tasks,
+            "n_per_task": args.n_per_task,
+            "skip_missing": args.skip_missing,
+            "num_frames": args.num_frames,
+        }
+    if args.video is not None:
+        return {"name": "video", "path": str(args.video.resolve()), "question": args.question, "options": args.options,
+                "answer": args.answer, "num_frames": args.num_frames}  # fmt: skip
+    return {"name": "synthetic", "tasks": args.tasks, "n_per_task": args.n_per_task, "seed": args.seed}
+
+
+def _arguments(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
+    """The analysis arguments that change the results, and the tables the command writes."""
+    if args.command == "flow":
+        chosen = {k: getattr(args, k) for k in ("target", "window", "window_style", "layers", "sample_mode")}
+        return chosen, [f"flow_{t}" for t in args.target]
+    if args.command == "pathways":
+        return {"spec": args.spec.strip().lower()}, ["pathways"]
+    return {"sample_mode": args.sample_mode}, ["answer_prob"]
+
+
+def _manifest(args: argparse.Namespace, samples: list[Any], device: str) -> dict[str, Any]:
+    from videolens.analyses.common import sample_id
+    from videolens.runs.manifest import make_manifest
+
+    arguments, tables = _arguments(args)
+    model = str(Path(args.model).expanduser().resolve()) if Path(args.model).expanduser().exists() else args.model
+    return make_manifest(
+        command=args.command,
+        model=model,
+        dtype=_dtype(args, device),
+        device=device,
+        dataset=_dataset_description(args),
+        arguments=arguments,
+        seed=args.seed,
+        sample_ids=[sample_id(s, i) for i, s in enumerate(samples)],
+        tables=tables,
+    )
+
+
+def _compute(args: argparse.Namespace, model: Any, samples: list[Any], run: Any, progress: bool) -> None:
+    from videolens.analyses import PAPER_PATHWAYS, answer_probability, effective_pathways, information_flow
+
+    if args.command == "flow":
+        window = args.window or max(1, model.cfg.n_layers // 3)
+        for target in args.target:
+            information_flow(
+                model, samples, target, window=window, window_style=args.window_style,
+                sample_mode=args.sample_mode, layers=args.layers, out=run, progress=progress,
+            )  # fmt: skip
+    elif args.command == "pathways":
+        spec = PAPER_PATHWAYS[args.spec.strip().lower()].scaled(model.cfg.n_layers)
+        effective_pathways(model, samples, spec, out=run, progress=progress)
+    else:
+        answer_probability(model, samples, sample_mode=args.sample_mode, out=run, progress=progress)
+
+
+def _run(args: argparse.Namespace, samples: list[Any], source: str, device: str) -> int:
+    """Open (or resume) the run, compute this process' samples, and on rank 0 merge and report."""
+    import torch
+
+    from videolens.runs import distributed
+    from videolens.runs.report import build_report
+    from videolens.runs.run import Run
+
+    joined = distributed.init_from_environment(use_cuda=device.startswith("cuda"))
+    try:
+        rank, world = distributed.rank_and_world()
+        if world > 1 and device == "cuda":
+            device = f"cuda:{distributed.local_rank()}"
+        if world > 1 and args.out is None:
+            raise CLIError("A run shared by several processes needs --out (the same folder for all of them).")
+        mode = "resume" if args.resume else "overwrite" if args.overwrite else "auto"
+        run = Run.open(_out(args) if rank == 0 else args.out, _manifest(args, samples, device), mode=mode)
+        try:
+            model = _load(args, source, device)
+            _check_layers(args, model)
+        except (CLIError, VideoLensError):
+            run.discard_if_unused()
+            raise
+        torch.manual_seed(args.seed)
+        _compute(args, model, samples, run, progress=not args.no_progress and rank == 0)
+        distributed.barrier()
+        if rank == 0:
+            print(f"report: {build_report(run.folder)}")
+            print(f"results of {len(samples)} samples in {run.folder}")
+    finally:
+        if joined:
+            distributed.shutdown()
+    return 0
+
+
+# ---------------------------------------------------------------------------------------
+# Demo and lens: computed in one go
+# ---------------------------------------------------------------------------------------
 
 
 def _accuracy_figure(df: Any) -> Any:
@@ -162,87 +487,6 @@ def _accuracy_figure(df: Any) -> Any:
     return fig
 
 
-def run_flow(model: Any, samples: list, out: Path, args: argparse.Namespace, targets: Sequence[str]) -> list:
-    from videolens.analyses import flow_accuracy, information_flow
-    from videolens.viz.plots import plot_flow_accuracy, plot_information_flow
-
-    figures = []
-    window = args.window if getattr(args, "window", None) else max(1, model.cfg.n_layers // 3)
-    for target in targets:
-        df = information_flow(
-            model,
-            samples,
-            target,
-            window=window,
-            window_style=getattr(args, "window_style", "center"),
-            sample_mode=args.sample_mode,
-            out=out / f"flow_{target}.jsonl",
-            progress=not args.no_progress,
-        )
-        if df.empty:
-            print(f"  {target}: no samples left after --sample-mode {args.sample_mode}")
-            continue
-        df.drop(columns=["layers_blocked"]).to_csv(out / f"flow_{target}.csv", index=False)
-        acc = flow_accuracy(df)
-        acc.to_csv(out / f"flow_{target}_accuracy.csv", index=False)
-        by_task = df["pathway"].nunique() == 1 and df["task"].nunique() > 1
-        title = f"Accuracy under knockout: {target}" + (" (per task)" if by_task else "")
-        figures += [
-            plot_information_flow(df),
-            plot_flow_accuracy(acc, df.attrs["base_accuracy"], hue="task" if by_task else "pathway", title=title),
-        ]
-    return figures
-
-
-def run_pathways(model: Any, samples: list, out: Path, args: argparse.Namespace) -> list:
-    from videolens.analyses import PAPER_PATHWAYS, effective_pathways, pathway_summary
-    from videolens.viz.plots import plot_effective_pathways
-
-    spec = PAPER_PATHWAYS[args.spec].scaled(model.cfg.n_layers)
-    df = effective_pathways(model, samples, spec, out=out / "pathways.jsonl", progress=not args.no_progress)
-    df.to_csv(out / "pathways.csv", index=False)
-    summary = pathway_summary(df)
-    summary.to_csv(out / "pathways_summary.csv", index=False)
-    return [plot_effective_pathways(summary)]
-
-
-def run_answer_prob(model: Any, samples: list, out: Path, args: argparse.Namespace) -> list:
-    from videolens.analyses import answer_probability
-    from videolens.viz.plots import plot_answer_probability
-
-    df = answer_probability(
-        model, samples, sample_mode=args.sample_mode, out=out / "answer_prob.jsonl", progress=not args.no_progress
-    )
-    if df.empty:
-        return []
-    df.drop(columns=["top_tokens"]).to_csv(out / "answer_prob.csv", index=False)
-    return [plot_answer_probability(df)]
-
-
-def run_lens(model: Any, samples: list, out: Path, args: argparse.Namespace) -> list:
-    from videolens.analyses.common import prompt_for
-    from videolens.analyses.lens import PAPER_BAGS, LogitLens, vocab_frequency
-    from videolens.data.synthetic import WORD_BAGS
-    from videolens.viz.lens import plot_frame_words, plot_vocab_frequency
-
-    lens = LogitLens(model, projection="unembed", apply_final_norm=True)
-    prompts = [prompt_for(model, s) for s in samples]
-    # The words to count follow the data: the synthetic tasks' own words, or the paper's bags for real videos.
-    bags = PAPER_BAGS if args.video is not None else WORD_BAGS
-    freq = vocab_frequency(
-        lens, prompts, bags, bin_size=max(1, model.cfg.n_layers // 4), site="output", progress=not args.no_progress
-    )
-    freq.to_csv(out / "vocab_frequency.csv", index=False)
-    words = lens.video_tokens(prompts[0], site="output", top_k=1)
-    words.to_csv(out / "video_token_words.csv", index=False)
-    return [
-        plot_vocab_frequency(freq),
-        plot_frame_words(
-            words, prompts[0].frames, bin_size=max(1, model.cfg.n_layers // 4), n_layers=model.cfg.n_layers
-        ),
-    ]
-
-
 def run_baseline(model: Any, samples: list, out: Path, args: argparse.Namespace) -> tuple[list, Any]:
     """Clean accuracy per task (a table and a bar chart)."""
     import pandas as pd
@@ -250,6 +494,7 @@ def run_baseline(model: Any, samples: list, out: Path, args: argparse.Namespace)
 
     from videolens.analyses.common import option_token_ids, prompt_for
     from videolens.analyses.correctness import is_correct
+    from videolens.runs.report import write_csv
 
     rows = []
     with torch.no_grad():
@@ -259,45 +504,112 @@ def run_baseline(model: Any, samples: list, out: Path, args: argparse.Namespace)
             predicted = int(model(p)[0, -1].argmax())
             rows.append({"task": s.task, "correct": is_correct(model.tokenizer, predicted, p.answer_letter)})
     acc = pd.DataFrame(rows).groupby("task", sort=False)["correct"].mean().mul(100).rename("accuracy").reset_index()
-    acc.to_csv(out / "accuracy.csv", index=False)
+    write_csv(acc, out / "accuracy.csv")
     return [_accuracy_figure(acc)], acc
+
+
+def run_demo_analyses(model: Any, samples: list, out: Path, args: argparse.Namespace, notes: list) -> list:
+    """Information flow, effective pathways and answer probability in memory, written as a run's outputs are."""
+    from videolens.analyses import PAPER_PATHWAYS, answer_probability, effective_pathways, information_flow
+    from videolens.runs.report import answer_prob_outputs, flow_outputs, pathways_outputs
+
+    progress = not args.no_progress
+    figures = []
+    for target in ("cross-frame", "vql-to-ql"):
+        df = information_flow(
+            model,
+            samples,
+            target,
+            window=max(1, model.cfg.n_layers // 3),
+            sample_mode=args.sample_mode,
+            progress=progress,
+        )
+        figures += flow_outputs(f"flow_{target}", df, out, notes)
+    spec = PAPER_PATHWAYS["7b"].scaled(model.cfg.n_layers)
+    figures += pathways_outputs("pathways", effective_pathways(model, samples, spec, progress=progress), out, notes)
+    df = answer_probability(model, samples, sample_mode=args.sample_mode, progress=progress)
+    return figures + answer_prob_outputs("answer_prob", df, out, notes)
+
+
+def run_lens(model: Any, samples: list, out: Path, args: argparse.Namespace) -> list:
+    from videolens.analyses.common import prompt_for
+    from videolens.analyses.lens import PAPER_BAGS, LogitLens, vocab_frequency
+    from videolens.data.prefetch import prefetch_decoded
+    from videolens.data.synthetic import WORD_BAGS
+    from videolens.runs.report import write_csv
+    from videolens.viz.lens import plot_frame_words, plot_vocab_frequency
+
+    lens = LogitLens(model, projection="unembed", apply_final_norm=True)
+    prompts = [prompt_for(model, s) for s in prefetch_decoded(samples)]
+    # The words to count follow the data: the synthetic tasks' own words, or the paper's bags for real videos.
+    bags = PAPER_BAGS if args.video is not None or args.dataset is not None else WORD_BAGS
+    bin_size = max(1, model.cfg.n_layers // 4)
+    freq = vocab_frequency(lens, prompts, bags, bin_size=bin_size, site="output", progress=not args.no_progress)
+    write_csv(freq, out / "vocab_frequency.csv")
+    words = lens.video_tokens(prompts[0], site="output", top_k=1)
+    write_csv(words, out / "video_token_words.csv")
+    frame_words = plot_frame_words(words, prompts[0].frames, bin_size=bin_size, n_layers=model.cfg.n_layers)
+    return [plot_vocab_frequency(freq), frame_words]
 
 
 def run_attention(model: Any, samples: list, out: Path, args: argparse.Namespace) -> list:
     from videolens.analyses import attention_maps
+    from videolens.runs.report import write_csv
     from videolens.viz.plots import plot_attention_maps
 
     df = attention_maps(model, samples[: min(len(samples), 5)], progress=not args.no_progress)
-    df.to_csv(out / "attention_maps.csv", index=False)
+    write_csv(df, out / "attention_maps.csv")
     return [plot_attention_maps(df)]
 
 
-def _report(figures: list, out: Path, title: str, notes: list[str]) -> Path:
-    from videolens.viz.plots import write_report
+def _in_one_go(args: argparse.Namespace, samples: list[Any], source: str, device: str) -> int:
+    """``demo`` and ``lens``: compute everything, then write the tables and the report."""
+    from videolens.runs.report import write_html
 
-    path = write_report(figures, out / "report.html", title=title, notes=notes)
-    print(f"report: {path}")
-    return path
+    model = _load(args, source, device)
+    out = _out(args)
+    notes = [f"model: {args.model}", f"samples: {len(samples)}"]
+    figures: list = []
+    if args.command == "demo":
+        figs, acc = run_baseline(model, samples, out, args)
+        print(acc.to_string(index=False))
+        figures += figs + run_demo_analyses(model, samples, out, args, notes)
+    figures += run_lens(model, samples, out, args)
+    if args.command == "demo":
+        figures += run_attention(model, samples, out, args)
+    print(f"report: {write_html(figures, out / 'report.html', f'videolens {args.command}', notes)}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------
+# Entry point
+# ---------------------------------------------------------------------------------------
+
+
+def _one_line_warning(message: Warning | str, category: type, filename: str, lineno: int, file=None, line=None) -> None:
+    print(f"videolens: warning: {' '.join(str(message).split())}", file=sys.stderr if file is None else file)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parse(argv)
+    shown = warnings.showwarning
+    warnings.showwarning = _one_line_warning  # e.g. skipped samples: one line each, like errors
     try:
         return _dispatch(args)
     except (CLIError, VideoLensError) as exc:
-        print(f"videolens: error: {exc}", file=sys.stderr)
+        print(f"videolens: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("videolens: interrupted (results written so far are in the output folder)", file=sys.stderr)
+        where = getattr(args, "out", None) or "the output folder"
+        print(
+            f"videolens: interrupted; results so far are in {where} (run the same command to resume)", file=sys.stderr
+        )
         return 130
+    finally:
+        warnings.showwarning = shown
 
 
-def _dispatch(args: argparse.Namespace) -> int:
-    start = time.time()
-    if args.command == "info":
-        model = _load(args)
-        print(model)
-        return 0
+def _quiet_hf() -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # weight loading is quick; keep the terminal for our own bars
@@ -305,38 +617,33 @@ def _dispatch(args: argparse.Namespace) -> int:
     try:
         from huggingface_hub.utils import logging as hub_logging
 
-        hub_logging.set_verbosity_error()  # hub retries become our one-line error instead
+        hub_logging.set_verbosity_error()
     except ImportError:  # pragma: no cover
         pass
-    if args.command == "pathways":
-        from videolens.analyses import PAPER_PATHWAYS
 
-        if args.spec not in PAPER_PATHWAYS:
-            raise CLIError(f"Unknown spec {args.spec!r}; use one of {', '.join(PAPER_PATHWAYS)}.")
+
+def _dispatch(args: argparse.Namespace) -> int:
+    start = time.time()
+    if args.command == "report":
+        from videolens.runs.report import build_report
+
+        print(f"report: {build_report(args.folder)}")
+        return 0
+    _check_args(args)
+    if args.command == "pathways":
+        from videolens.analyses.pathways import resolve_pathway_spec
+
+        resolve_pathway_spec(args.spec)
+    device = _device(args.device)
+    source = _model_source(args.model)
+    _quiet_hf()
+    if args.command == "info":
+        print(_load(args, source, device))
+        return 0
     samples = _samples(args)
-    model = _load(args)
-    out = _out(args)
-    notes = [f"model: {args.model}", f"samples: {len(samples)}"]
-    figures: list = []
-    if args.command in ("demo",):
-        figs, acc = run_baseline(model, samples, out, args)
-        print(acc.to_string(index=False))
-        figures += figs
-    if args.command in ("demo", "flow"):
-        figures += run_flow(model, samples, out, args, getattr(args, "target", ["cross-frame", "vql-to-ql"]))
-    if args.command in ("demo", "pathways"):
-        if args.command == "demo":
-            args.spec = "7b"
-        figures += run_pathways(model, samples, out, args)
-    if args.command in ("demo", "answer-prob"):
-        figures += run_answer_prob(model, samples, out, args)
-    if args.command in ("demo", "lens"):
-        figures += run_lens(model, samples, out, args)
-    if args.command == "demo":
-        figures += run_attention(model, samples, out, args)
-    _report(figures, out, f"videolens {args.command}", notes)
-    print(f"done in {time.time() - start:.0f}s; tables and report in {out}")
-    return 0
+    code = (_run if args.command in RUN_COMMANDS else _in_one_go)(args, samples, source, device)
+    print(f"done in {time.time() - start:.0f}s")
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover

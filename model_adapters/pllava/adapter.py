@@ -31,6 +31,10 @@ class PllavaAdapter(VideoLLMAdapter):
     family = "pllava"
     language_model = "language_model.model"
     lm_head = "language_model.lm_head"
+    vision_tower = "vision_tower"
+    #: The projector pools after ``linear_2``: its output is ``vision.hook_projected``, before the pooling.
+    vision_features_input = "multi_modal_projector"
+    projector = "multi_modal_projector.linear_2"
     video_placeholder = "<image>"
     tiny = TinySpec(
         config=tiny_config,

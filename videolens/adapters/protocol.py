@@ -18,12 +18,16 @@ from importlib import import_module
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
 from videolens.errors import LayoutError, UnsupportedModelError
 
 if TYPE_CHECKING:
+    import numpy as np
+    from jaxtyping import Float
+
     from videolens.testing.spec import SupportRow, TinySpec
 
 HFPath = str
@@ -120,6 +124,18 @@ class VideoLLMAdapter:
     k_proj: ClassVar[str] = "k_proj"
     v_proj: ClassVar[str] = "v_proj"
     o_proj: ClassVar[str] = "o_proj"
+    # The vision side (``vision.`` hooks, ``videolens.core.vision``); defaults are the LLaVA layout.
+    #: The tower that encodes the video frames (None: the family exposes no vision hooks).
+    vision_tower: ClassVar[HFPath | None] = "model.vision_tower"
+    #: The tower's encoder layers (a ``ModuleList``), relative to the tower.
+    vision_layers: ClassVar[HFPath] = "encoder.layers"
+    #: Per vision layer: its attention module (which calls HF's attention interface) and its MLP.
+    vision_attn: ClassVar[HFPath] = "self_attn"
+    vision_mlp: ClassVar[HFPath] = "mlp"
+    #: The module whose first input is the tower's selected features (``vision.hook_vision_features``).
+    vision_features_input: ClassVar[HFPath] = "model.multi_modal_projector"
+    #: The module whose output is the projected features (``vision.hook_projected``).
+    projector: ClassVar[HFPath] = "model.multi_modal_projector"
     #: Video placeholder in a prompt string when the processor has no chat template.
     video_placeholder: ClassVar[str] = "<video>"
     #: Whether the processor turns frame times into positions or text (then fps matters).
@@ -154,6 +170,19 @@ class VideoLLMAdapter:
     def placeholder_token_id(self, processor: Any, config: Any) -> int:
         """The token the prompt text carries for the video before the processor expands it."""
         return self.video_token_id(config)
+
+    def vision_layers_used(self, config: Any, n_layers: int) -> int:
+        """How many of the tower's ``n_layers`` layers feed the features (the rest run for nothing).
+
+        ``config.vision_feature_layer`` indexes HF's ``hidden_states`` (``n_layers + 1`` of them,
+        the embeddings first), an int or a list; -2 (LLaVA) leaves the last layer unused.
+        Without it every layer is used.
+        """
+        selected = getattr(config, "vision_feature_layer", None)
+        if selected is None:
+            return n_layers
+        indices = selected if isinstance(selected, (list, tuple)) else [selected]
+        return max(int(i) % (n_layers + 1) for i in indices)
 
     # ---- positions --------------------------------------------------------------------------
     def position_embeddings(
@@ -201,9 +230,25 @@ class VideoLLMAdapter:
         """Split item ``item``'s video token run (``n_tokens`` long) into temporal units."""
         raise NotImplementedError
 
-    def processor_kwargs(self, fps: float | None, n_frames: int) -> dict[str, Any]:
-        """Extra keyword arguments for the processor call (e.g. the video's fps)."""
+    def processor_kwargs(
+        self, fps: float | None, n_frames: int, timestamps: Float[np.ndarray, " frame"] | None = None
+    ) -> dict[str, Any]:
+        """Extra keyword arguments for the processor call (e.g. the video's fps or frame times).
+
+        ``timestamps`` are the frames' absolute times in seconds (``Video.timestamps``, the
+        decoder's pts), or None when unknown; a family whose processor turns time into text or
+        positions uses them in preference to ``fps``, so that a clip starting at 6 s is told 6 s.
+        """
         return {}
+
+    def frames_for_processor(self, frames: np.ndarray, timestamps: np.ndarray | None) -> tuple[np.ndarray, Any]:
+        """The frames (and their times) to hand the processor; the layout still counts the input frames.
+
+        The default hands them over unchanged. A family whose processor cannot take some
+        frame counts adapts them here (Qwen3-VL repeats a single frame, as Qwen2.5-VL's own
+        processor does); the layout's units then cover only the input frames that exist.
+        """
+        return frames, timestamps
 
     # ---- loading ------------------------------------------------------------------------------
     def model_class(self, architecture: str) -> type:

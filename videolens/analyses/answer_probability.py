@@ -25,7 +25,7 @@ from videolens.analyses.common import (
     sample_id,
     sample_task,
 )
-from videolens.analyses.correctness import AccuracyCounter, is_correct
+from videolens.analyses.correctness import is_correct
 from videolens.core.hooked import HookedVideoLLM
 from videolens.core.layout import LETTERS
 
@@ -52,9 +52,9 @@ def answer_probability(
     """
     n_layers = model.cfg.n_layers
     names = [f"blocks.{layer}.hook_resid_post" for layer in range(n_layers)]
-    writer = ResultWriter(out)
-    counter = AccuracyCounter()
-    for index, sample in iterate(samples, "answer probability", progress):
+    writer = ResultWriter(out, table="answer_prob")
+    counter = writer.counter
+    for index, sample in iterate(samples, "answer probability", progress, writer=writer):
         prompt = prompt_for(model, sample, **prepare_kwargs)
         option_ids = option_token_ids(model, prompt)
         cache: dict[str, torch.Tensor] = {}

@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Iterator
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
-import torch
 from tqdm.auto import tqdm
 
+from videolens.analyses.correctness import AccuracyCounter
 from videolens.core.hooked import HookedVideoLLM
 from videolens.core.layout import LETTERS
 from videolens.core.prompt import PAPER_ANSWER_PREFIX, PAPER_SYSTEM, VideoPrompt
 from videolens.data.sample import Sample
-from videolens.errors import LayoutError, VideoLensError
+from videolens.errors import InputError, LayoutError, StateError, VideoLensError
+from videolens.runs.records import jsonable
 
 SampleMode = Literal["correct", "wrong", "all"]
+
+
+_SAMPLE_FIELDS = tuple(f.name for f in fields(Sample))
 
 
 def as_sample(item: Any) -> Sample | VideoPrompt:
@@ -25,13 +31,17 @@ def as_sample(item: Any) -> Sample | VideoPrompt:
     if isinstance(item, (Sample, VideoPrompt)):
         return item
     if isinstance(item, dict):
-        known = {k: item[k] for k in ("video", "question", "options", "answer", "task", "id", "meta") if k in item}
+        known = {k: item[k] for k in _SAMPLE_FIELDS if k in item}
         return Sample(**known)
     raise VideoLensError(f"Cannot read a sample from {type(item).__name__}; use videolens.analyses.Sample.")
 
 
 def prompt_for(model: HookedVideoLLM, sample: Sample | VideoPrompt, **prepare_kwargs: Any) -> VideoPrompt:
-    """The paper-format prompt of a sample (a prepared prompt is used as it is)."""
+    """The paper-format prompt of a sample (a prepared prompt is used as it is).
+
+    A sample whose video is still a path is decoded here; its own answer prefix (e.g.
+    Video-MME's ``"Best option:"``) is used unless ``answer_prefix=`` is given.
+    """
     if isinstance(sample, VideoPrompt):
         if sample.answer is None:
             raise LayoutError("The prompt has no answer; prepare it with answer=... for this analysis.")
@@ -41,7 +51,8 @@ def prompt_for(model: HookedVideoLLM, sample: Sample | VideoPrompt, **prepare_kw
             f"Sample {sample.id or sample.question!r} has no answer; this analysis needs the true option "
             "(Sample(..., answer=<index, letter or option text>))."
         )
-    prepare_kwargs.setdefault("answer_prefix", PAPER_ANSWER_PREFIX)
+    sample = sample.decoded()
+    prepare_kwargs.setdefault("answer_prefix", sample.answer_prefix or PAPER_ANSWER_PREFIX)
     prepare_kwargs.setdefault("system", PAPER_SYSTEM)
     return model.prepare(sample.video, sample.question, list(sample.options), answer=sample.answer, **prepare_kwargs)
 
@@ -82,41 +93,148 @@ def keep_sample(mode: SampleMode, correct: bool) -> bool:
     return mode == "all" or (mode == "correct") == correct
 
 
-class ResultWriter:
-    """Append result rows to JSONL as they are produced, so a crash loses nothing."""
+class _RecordedCounter(AccuracyCounter):
+    """An :class:`AccuracyCounter` that also files each sample's clean answer with its record."""
 
-    def __init__(self, path: str | Path | None) -> None:
-        self.path = Path(path) if path is not None else None
+    def __init__(self, writer: ResultWriter) -> None:
+        super().__init__()
+        self._writer = writer
+
+    def add(self, correct: bool, analysed: bool) -> None:
+        super().add(correct, analysed)
+        self._writer.note(correct=bool(correct), analysed=bool(analysed))
+
+
+class ResultWriter:
+    """Where an analysis' rows go, one sample at a time.
+
+    ``out`` may be:
+
+    - ``None``: rows are kept in memory only;
+    - a path: a JSON-lines file of rows, started afresh, each sample's rows appended and
+      flushed when the sample is done;
+    - a :class:`~videolens.runs.Run`: table ``table`` of the run, one crash-safe record per
+      sample in this process' shard; samples already recorded (an interrupted run resumed)
+      or owned by another process (``torch.distributed``) are skipped by :func:`iterate`,
+      and :meth:`frame` returns every row of this process' samples, old and new.
+
+    Analyses call :meth:`add` for a sample's rows inside :func:`iterate`, which opens and
+    closes each sample; ``counter`` counts clean answers (kept with the records, so a
+    resumed run's ``base_accuracy`` still covers every sample).
+    """
+
+    def __init__(self, out: Any = None, table: str = "results") -> None:
+        from videolens.runs.run import Run
+
         self.rows: list[dict[str, Any]] = []
-        if self.path is not None:
+        self.path: Path | None = None
+        self.table = out.table(table) if isinstance(out, Run) else None
+        self._current: tuple[int, str, str] | None = None
+        self._pending: list[dict[str, Any]] = []
+        self._info: dict[str, Any] = {}
+        self.counter: AccuracyCounter = _RecordedCounter(self)
+        if self.table is not None:
+            for record in self.table.mine():
+                info = record.get("info") or {}
+                if "correct" in info:
+                    AccuracyCounter.add(self.counter, info["correct"], info.get("analysed", True))
+        elif out is not None:
+            self.path = Path(out)
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.path.write_text("")
 
+    def wants(self, index: int, key: str) -> bool:
+        """Whether sample ``index`` (id ``key``) still has to be computed by this process."""
+        return self.table is None or self.table.wants(index, key)
+
+    def begin(self, index: int, key: str, task: str) -> None:
+        self._current, self._pending, self._info = (index, key, task), [], {}
+
     def add(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Rows of the current sample (kept until the sample is done)."""
         rows = list(rows)
+        if self._current is None:  # outside iterate(): write at once
+            self._write(rows, None)
+        else:
+            self._pending.extend(rows)
+
+    def note(self, **info: Any) -> None:
+        """Facts about the current sample to keep with its record (e.g. whether the clean answer is right)."""
+        self._info.update(info)
+
+    def commit(self) -> None:
+        """The current sample is done: write its rows as one record."""
+        if self._current is not None:
+            self._write(self._pending, self._current)
+        self._current, self._pending, self._info = None, [], {}
+
+    def _write(self, rows: list[dict[str, Any]], current: tuple[int, str, str] | None) -> None:
+        if self.table is not None:
+            if current is None:
+                raise StateError("Rows written to a run must come from inside iterate(samples, ..., writer=writer).")
+            index, key, task = current
+            self.table.append({"key": key, "index": index, "task": task, "rows": rows, "info": self._info})
+            return
         self.rows.extend(rows)
         if self.path is not None and rows:
             with self.path.open("a") as fh:
-                for row in rows:
-                    fh.write(json.dumps(row, default=_jsonable) + "\n")
+                fh.write("".join(json.dumps(row, default=jsonable) + "\n" for row in rows))
+                fh.flush()
+                os.fsync(fh.fileno())
 
     def frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.rows)
+        """The rows so far (for a run: of every sample this process owns, resumed ones included)."""
+        if self.table is None:
+            return pd.DataFrame(self.rows)
+        df = self.table.run.frame(self.table.name, self.table.mine())
+        df.attrs.clear()  # the analysis sets its own attrs from ``counter``
+        return df
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.tolist()
-    if hasattr(value, "item"):
-        return value.item()
-    return str(value)
+def iterate(
+    samples: Iterable[Any], desc: str, progress: bool, writer: ResultWriter | None = None
+) -> Iterator[tuple[int, Sample | VideoPrompt]]:
+    """Enumerate samples with a progress bar (samples, rate, time left), decoding videos ahead in threads.
+
+    With a ``writer``, samples it already holds (or that another process owns) are
+    skipped, and each sample is committed to it when the loop body finishes; a sample
+    whose body raised is not committed, so it is computed again on resume.
+    """
+    from videolens.data.prefetch import prefetch
+
+    items = [as_sample(item) for item in samples]
+    keys = [sample_id(item, i) for i, item in enumerate(items)]
+    if writer is not None and writer.table is not None:
+        _check_unique(keys)
+    todo = [i for i in range(len(items)) if writer is None or writer.wants(i, keys[i])]
+    skipped = len(items) - len(todo)
+    bar = tqdm(total=len(todo), desc=desc, unit="sample", disable=not progress, dynamic_ncols=True)
+    if skipped:
+        bar.set_postfix_str(f"{skipped} already done or on other ranks", refresh=False)
+    try:
+        for index, item in prefetch(todo, lambda i: (i, _decoded(items[i]))):
+            if writer is not None:
+                writer.begin(index, keys[index], sample_task(item))
+            yield index, item
+            if writer is not None:
+                writer.commit()
+            bar.update()
+    finally:
+        bar.close()
 
 
-def iterate(samples: Iterable[Any], desc: str, progress: bool) -> Iterator[tuple[int, Sample | VideoPrompt]]:
-    """Enumerate samples with a progress bar."""
-    items = list(samples)
-    for i, item in enumerate(tqdm(items, desc=desc, disable=not progress)):
-        yield i, as_sample(item)
+def _decoded(item: Sample | VideoPrompt) -> Sample | VideoPrompt:
+    return item.decoded() if isinstance(item, Sample) else item
+
+
+def _check_unique(keys: list[str]) -> None:
+    seen: set[str] = set()
+    for key in keys:
+        if key in seen:
+            raise InputError(
+                f"Two samples have the id {key!r}; a run needs unique sample ids to resume. Set Sample.id."
+            )
+        seen.add(key)
 
 
 def sample_id(sample: Sample | VideoPrompt, index: int) -> str:

@@ -24,7 +24,7 @@ from videolens.analyses.common import (
     sample_id,
     sample_task,
 )
-from videolens.analyses.correctness import AccuracyCounter, decoded_letter, is_correct
+from videolens.analyses.correctness import decoded_letter, is_correct
 from videolens.analyses.windows import WindowStyle, window_layers
 from videolens.core.hooked import HookedVideoLLM
 from videolens.engine.sweep import SweepEngine
@@ -48,13 +48,13 @@ TARGETS: dict[str, dict[str, KnockoutFactory]] = {
         "Last -/-> Last": _edge("last", "last", allow_self=True),
     },
     "question-and-options-to-last": {
-        "Non-option question -/-> Last": _edge("question_body", "last"),
+        "Non-option question -/-> Last": _edge("question_text", "last"),
         "True option -/-> Last": _edge("true_option", "last"),
         "False options -/-> Last": _edge("false_options", "last"),
     },
     "vq-to-true-opt": {
-        "Video -/-> Non-option question": _edge("video", "question_body"),
-        "Non-option question -/-> True option": _edge("question_body", "true_option"),
+        "Video -/-> Non-option question": _edge("video", "question_text"),
+        "Non-option question -/-> True option": _edge("question_text", "true_option"),
         "Video -/-> True option": _edge("video", "true_option"),
     },
 }
@@ -88,7 +88,8 @@ def information_flow(
             (:mod:`videolens.analyses.windows`).
         sample_mode: analyse samples the model gets ``"correct"``, ``"wrong"`` or ``"all"``.
         layers: sweep positions (default: every layer).
-        out: a JSONL file to append rows to as they are computed.
+        out: where rows go as they are computed: a JSONL file, or a :class:`~videolens.runs.Run`
+            (table ``flow_<target>``: crash-safe, resumed, sharded over ``torch.distributed``).
         engine: ``"sweep"`` (default: :class:`~videolens.engine.sweep.SweepEngine`, reusing the clean
             run) or ``"plain"`` (one full forward per condition); the results are equal.
 
@@ -106,10 +107,10 @@ def information_flow(
     target_name = target if isinstance(target, str) else "custom"
     n_layers = model.cfg.n_layers
     sweep = list(range(n_layers)) if layers is None else list(layers)
-    writer = ResultWriter(out)
-    counter = AccuracyCounter()
+    writer = ResultWriter(out, table=f"flow_{target_name}")
+    counter = writer.counter
     tok = model.tokenizer
-    for index, sample in iterate(samples, f"information flow ({target_name})", progress):
+    for index, sample in iterate(samples, f"information flow ({target_name})", progress, writer=writer):
         prompt = prompt_for(model, sample, **prepare_kwargs)
         option_ids = option_token_ids(model, prompt)
         gt_id = option_ids[prompt.answer]

@@ -181,8 +181,8 @@ def effective_pathways(
     spec = resolve_pathway_spec(spec)
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     ko = pathway_knockout(spec, n_layers)
-    writer = ResultWriter(out)
-    for index, sample in iterate(samples, "effective pathways", progress):
+    writer = ResultWriter(out, table="pathways")
+    for index, sample in iterate(samples, "effective pathways", progress, writer=writer):
         prompt = prompt_for(model, sample, **prepare_kwargs)
         option_token_ids(model, prompt)  # refuses prompts whose option letters are not separate next tokens
         kept, total = count_edges(ko, prompt.layout, n_layers, n_heads)

@@ -20,6 +20,8 @@ Hook names (per language-model layer ``l``; docs/hooks.md has every shape)::
     blocks.{l}.hook_resid_post, ln_final.hook_scale, ln_final.hook_normalized
 
 Norms follow TransformerLens' ``fold_ln`` convention (see :mod:`videolens.core.blocks`).
+The vision tower and projector have their own points under ``vision.`` (``vision.blocks.{l}.…``,
+``vision.hook_vision_features``, ``vision.hook_projected``; :mod:`videolens.core.vision`).
 
 ``blocks.{l}.hook_resid_post`` is the block's output (HF's ``hidden_states[l + 1]``) and
 ``blocks.{l+1}.hook_resid_pre`` the input of the next block. They are equal except in
@@ -59,6 +61,7 @@ from videolens.core.blocks import Embed, HookedBlock, NormHooks, Unembed
 from videolens.core.config import VideoLLMConfig
 from videolens.core.layout import TokenLayout
 from videolens.core.prompt import PromptBatch, VideoPrompt, build_prompt, collate
+from videolens.core.vision import VisionHooks
 from videolens.errors import InputError, LayerRangeError, LayoutError, UnsupportedModelError, VideoLensError
 from videolens.interventions.knockout import EdgeKnockout, blocked_masks, check_interventions
 
@@ -176,6 +179,7 @@ class HookedVideoLLM(HookedRootModule):
         self.blocks = nn.ModuleList(HookedBlock(layer, a, n_heads, n_kv, d_head) for layer in layers)
         self.ln_final = NormHooks(getattr(lm, a.final_norm))
         self.unembed = Unembed(self.lm_head, self.ln_final)
+        self.vision = VisionHooks(hf_model, a)  # vision.* hooks on the tower and the projector
         object.__setattr__(self, "_drive_depth", 0)
         self.setup()
         self.train(hf_model.training)
@@ -223,10 +227,29 @@ class HookedVideoLLM(HookedRootModule):
         return cls(hf_model, processor, adapter)
 
     def save_pretrained(self, folder: str | Path) -> Path:
-        """Save the HF model and processor so that :meth:`from_pretrained` loads them offline."""
+        """Save the HF model and processor so that :meth:`from_pretrained` loads them offline.
+
+        transformers leaves some of the tokenizer's behaviour flags out of the saved
+        ``tokenizer_config.json`` (``legacy`` among them: a reloaded Llama tokenizer then loses
+        the space SentencePiece puts after ``<video>``, and the input ids change). Every flag
+        the reloaded tokenizer would get wrong is written back, so that the folder tokenizes
+        exactly as this model does.
+        """
+        import json
+
         folder = Path(folder)
         self.hf_model.save_pretrained(folder)
         self.processor.save_pretrained(folder)
+        config_file = folder / "tokenizer_config.json"
+        if not config_file.is_file():
+            return folder
+        flags = ("legacy", "add_prefix_space", "add_bos_token", "add_eos_token", "split_special_tokens")
+        live, reloaded = self.tokenizer, transformers.AutoTokenizer.from_pretrained(folder)
+        kept = [f for f in flags if hasattr(live, f)]
+        lost = {f: getattr(live, f) for f in kept if getattr(reloaded, f, None) != getattr(live, f)}
+        if lost:
+            saved = json.loads(config_file.read_text(encoding="utf-8"))
+            config_file.write_text(json.dumps({**saved, **lost}, indent=2, ensure_ascii=False), encoding="utf-8")
         return folder
 
     def train(self, mode: bool = True) -> HookedVideoLLM:
@@ -315,6 +338,7 @@ class HookedVideoLLM(HookedRootModule):
         instruction: str | None = None,
         fps: float | None = None,
         chat_template: str | None = None,
+        prompt_format: str = "chat",
     ) -> VideoPrompt:
         """Build a prompt in the paper's multiple-choice format and its token layout.
 
@@ -327,8 +351,15 @@ class HookedVideoLLM(HookedRootModule):
             system: the system prompt (``videolens.core.prompt.PAPER_SYSTEM`` is the paper's).
             answer: the true option (index, letter or text); enables ``true_option`` groups.
             instruction: text after the options (default with options: "Only give the best option.").
-            fps: the frames' sampling rate, for families whose positions use time.
-            chat_template: a Jinja chat template to use instead of the processor's own.
+            fps: the frames' sampling rate, for families whose positions use time (bare frames;
+                a :class:`~videolens.Video`'s own timestamps are what time-aware families are told).
+            chat_template: a Jinja chat template to use instead of the processor's own (templates
+                without a system role get the system text folded into the user turn; string-only
+                ones get the video placeholder inside the string).
+            prompt_format: ``"chat"`` (the model's chat template) or ``"paper"``: the paper's exact
+                conversation string, ``"{system}\n USER: <video>\n USER: Question: ... ASSISTANT:Best option:("``,
+                for the families it evaluated (LLaVA-NeXT-Video, PLLaVA); system text, instruction and
+                answer prefix then default to the paper's.
         """
         return build_prompt(
             self.processor,
@@ -343,6 +374,7 @@ class HookedVideoLLM(HookedRootModule):
             instruction=instruction,
             fps=fps,
             chat_template=chat_template,
+            prompt_format=prompt_format,
             made_for=self._signature(),
         )
 
@@ -432,7 +464,8 @@ class HookedVideoLLM(HookedRootModule):
         handle = self.language_model.register_forward_pre_hook(grab, with_kwargs=True)
         inputs = self.hf_inputs(batch.inputs)
         try:
-            self.hf_model(**inputs, use_cache=False)
+            with self.vision.attached():  # PyTorch hooks for the active vision.* hook points only
+                self.hf_model(**inputs, use_cache=False)
         except _Captured:
             pass
         finally:
@@ -639,7 +672,7 @@ class HookedVideoLLM(HookedRootModule):
 
     def forward(
         self,
-        prompt: PromptLike,
+        prompt: PromptLike | str,
         *,
         interventions: Sequence[EdgeKnockout] | EdgeKnockout | None = None,
         start_at_layer: int | None = None,
@@ -651,7 +684,8 @@ class HookedVideoLLM(HookedRootModule):
         """Run the model on a prompt (or a list of prompts, padded on the left).
 
         Args:
-            prompt: from :meth:`prepare`, a list of them, or a :class:`PromptBatch`.
+            prompt: from :meth:`prepare`, a list of them, a :class:`PromptBatch`, or plain text
+                (a string: the language model alone, no video).
             interventions: :class:`~videolens.EdgeKnockout` objects to apply.
             start_at_layer: start at this layer, from ``residual`` (its ``hook_resid_pre``).
             stop_at_layer: stop before this layer and return its input residual stream.
@@ -667,6 +701,13 @@ class HookedVideoLLM(HookedRootModule):
         """
         if return_type not in ("logits", "loss", "both", "resid", None):
             raise InputError(f"return_type={return_type!r}: use 'logits', 'loss', 'both', 'resid' or None.")
+        if isinstance(prompt, str):
+            if interventions or start_at_layer is not None or stop_at_layer is not None:
+                raise InputError(
+                    "model(text) runs the language model on plain text; knockouts and start/stop layers need a "
+                    "prepared prompt (model.prepare(video, question, ...))."
+                )
+            return self._text_forward(prompt, return_type, loss_per_token)
         batch = self.batch(prompt)
         interventions = check_interventions(interventions)
         start = self._check_layer(start_at_layer, "start_at_layer", allow_end=False) or 0
@@ -693,6 +734,25 @@ class HookedVideoLLM(HookedRootModule):
         if return_type == "logits":
             return logits
         loss = self.next_token_loss(logits, batch, per_token=loss_per_token)
+        return loss if return_type == "loss" else (logits, loss)
+
+    def _text_forward(self, text: str, return_type: str | None, loss_per_token: bool) -> Any:
+        """The language model alone on plain text (no video), with every language-model hook."""
+        ids = self.to_tokens(text)
+        with self.driving():
+            resid = self.hook_embed(self.hook_text_embed(self.embed(ids)))
+            positions = self.adapter.default_position_ids(ids.shape[0], 0, ids.shape[1], self.cfg.device)
+            pe = self.adapter.position_embeddings(self.language_model, resid, positions)
+            resid = self.run_layers(resid, pe, 0, self.cfg.n_layers, None, {})
+            if return_type == "resid":
+                return resid
+            if return_type is None:
+                return None
+            logits = self.resid_to_logits(resid)
+        if return_type == "logits":
+            return logits
+        losses = torch.nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), ids[:, 1:], reduction="none")
+        loss = losses if loss_per_token else losses.mean()
         return loss if return_type == "loss" else (logits, loss)
 
     def next_token_loss(
@@ -767,6 +827,7 @@ class HookedVideoLLM(HookedRootModule):
         for name, _ in hooks:
             if not isinstance(name, str) or name in self.hook_dict:
                 continue
+            self.vision.check_hook_name(name)
             m = re.match(r"blocks\.(-?\d+)\.", name)
             if m and not 0 <= int(m.group(1)) < self.cfg.n_layers:
                 raise LayerRangeError(

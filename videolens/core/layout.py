@@ -15,17 +15,24 @@ Leaf groups partition the sequence: every position is in exactly one of
 - ``video_extra``: video tokens that belong to no frame (LLaVA-OneVision's newline),
 - ``video_text``: text the processor put between the frames (InternVL's ``Frame3: <img>``
   labels); each frame's share is ``layout.frames[t].text``,
-- ``question_body``: the question without its options (labels included),
+- ``question_text``: the question sentence alone, the paper's "non-option question",
+- ``question_labels``: the rest of the question block: ``Question:``, ``Options:`` and the
+  line breaks before the options,
 - ``option(k)``: the k-th option, e.g. ``"(B) Took the box."``,
 - ``tail``: text after the question up to the last position (instruction, assistant
   marker, answer prefix),
 - ``last``: the last position (where the answer is read).
 
 Composite groups: ``video`` (all frames plus ``video_extra``: exactly the video tokens),
-``video_span`` (``video`` plus ``video_text``), ``frames`` (all frames
-only), ``question``
-(``question_body`` plus options), ``options``, ``text`` (all but the video), ``all``,
-and, when the prompt knows its answer, ``true_option`` and ``false_options``.
+``video_span`` (``video`` plus ``video_text``), ``frames`` (all frames only),
+``question_body`` (``question_labels`` plus ``question_text``: the question block without
+its options), ``question`` (``question_body`` plus options), ``options``, ``text`` (all but
+the video), ``all``, and, when the prompt knows its answer, ``true_option`` and
+``false_options``.
+
+A token joins the group of its first non-whitespace character; a token of whitespace only
+joins the group its characters are in; so every non-whitespace character is in the same
+group on every tokenizer (docs/layout.md, "Whitespace and separators at group boundaries").
 """
 
 from __future__ import annotations
@@ -51,8 +58,12 @@ class FrameUnit:
 
     Attributes:
         grid: ``(h, w)`` array of sequence positions of this unit's patch tokens.
-        input_frames: indices of the input frames this unit covers (Qwen-VL merges two).
-        timestamp: start time in seconds of the first covered input frame, if known.
+        input_frames: indices of the input frames this unit covers (Qwen-VL merges two). A unit
+            of a family that merges two covering one frame is the processor repeating that
+            frame (the last of an odd count, or a single frame).
+        timestamp: the unit's time in seconds, if known: the midpoint of its first and last
+            input frames' absolute times (a one-frame unit: that frame's time). It is the
+            time Qwen3-VL writes before the unit and VideoLLaMA3 before the frame.
         prefix: positions of the unit's tokens before its grid that are no patch (e.g.
             Video-LLaVA's per-frame CLS token); empty for most families.
         text: positions of text the processor put with this frame (InternVL's
@@ -86,7 +97,10 @@ class TokenLayout:
         leaves: every leaf group (name -> sorted positions); together they partition
             ``range(seq_len)``.
         answer_index: index of the true option, when the prompt knows its answer.
-        texts: the text each text group was built from (for checks and reports).
+        texts: each text group's text (``system``, ``question_text``, ``question_labels``,
+            ``question_body``, ``option(k)``, ``tail``, ``last``): the characters its tokens
+            cover, without whitespace at the ends, i.e. ``tokenizer.decode(ids).strip()`` of
+            the group's tokens.
     """
 
     seq_len: int
@@ -152,7 +166,7 @@ class TokenLayout:
 
     def names(self) -> list[str]:
         """All group names this layout answers to."""
-        composite = ["video", "video_span", "frames", "question", "options", "text", "all"]
+        composite = ["video", "video_span", "frames", "question_body", "question", "options", "text", "all"]
         if self.answer_index is not None:
             composite += ["true_option", "false_options"]
         return list(self.leaves) + composite
@@ -165,7 +179,8 @@ class TokenLayout:
             "video": frame_names + ["video_extra"],
             "video_span": frame_names + ["video_extra", "video_text"],
             "frames": frame_names,
-            "question": ["question_body", *option_names],
+            "question_body": ["question_labels", "question_text"],
+            "question": ["question_labels", "question_text", *option_names],
             "options": option_names,
             "text": [n for n in leaves if n not in frame_names and n != "video_extra"],
             "all": list(leaves),

@@ -1,23 +1,32 @@
 """Building prompts: the paper's multiple-choice format, the processor call, the layout.
 
-:func:`build_prompt` renders a chat with the processor's own chat template, runs the
-processor on the text and the frames, and builds the prompt's :class:`TokenLayout` from
-what the processor produced: the run of video placeholder tokens it expanded, the frame
-structure the adapter reads from the processor outputs, and the tokenizer's offset
-mapping of the text (never a search of decoded text).
+:func:`build_prompt` writes the prompt text, runs the processor on the text and the frames,
+and builds the prompt's :class:`TokenLayout` from what the processor produced: the run of
+video placeholder tokens it expanded, the frame structure the adapter reads from the
+processor outputs, and the tokenizer's offset mapping of the text (never a search of
+decoded text).
+
+The text comes from the model's own chat template (``prompt_format="chat"``), written in
+the first form the template renders correctly: content as a list of items or as one string
+(templates that concatenate ``message['content']``), the system text in its own turn or
+folded into the first user turn (templates without a system role). ``prompt_format="paper"``
+writes the exact conversation string of the paper's LLaVA-NeXT-Video / PLLaVA evaluation
+instead. Which group each token joins, whitespace and separators included, follows the rule
+of docs/layout.md ("Whitespace and separators at group boundaries").
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
-from jaxtyping import Int
+from jaxtyping import Float, Int
+from jinja2 import TemplateError
 
 from videolens.adapters.protocol import VideoLLMAdapter
 from videolens.core.layout import LETTERS, FrameUnit, TokenLayout
@@ -33,6 +42,12 @@ PAPER_SYSTEM = (
 #: The instruction after the options, and the answer prefix, of the paper's prompt.
 PAPER_INSTRUCTION = "Only give the best option."
 PAPER_ANSWER_PREFIX = "Best option:("
+#: Families whose checkpoints the paper evaluated with its Vicuna conversation (LLaVA-NeXT-Video-FT
+#: through the PLLaVA code): the ones ``prompt_format="paper"`` writes for.
+PAPER_FAMILIES = ("llava_next_video", "pllava")
+#: ``"chat"``: the model's chat template; ``"paper"``: the paper's exact conversation string.
+PromptFormat = Literal["chat", "paper"]
+PROMPT_FORMATS: tuple[str, ...] = ("chat", "paper")
 
 _SYS = "\u27e6VLSYS\u27e7"
 _USER = "\u27e6VLUSER\u27e7"
@@ -72,6 +87,11 @@ class VideoPrompt:
     @property
     def seq_len(self) -> int:
         return int(self.inputs["input_ids"].shape[1])
+
+    @property
+    def shape(self) -> torch.Size:
+        """The token ids' shape ``(1, pos)``, so code written for token tensors (TransformerLens' patching) can size its grids."""
+        return self.inputs["input_ids"].shape
 
     @property
     def answer_letter(self) -> str | None:
@@ -134,9 +154,25 @@ def collate(prompts: Sequence[VideoPrompt], pad_token_id: int, token_keys: Seque
     return PromptBatch(inputs, layouts, list(prompts))
 
 
-def question_block(question: str, options: Sequence[str] | None) -> tuple[str, list[tuple[int, int]]]:
-    """The question text with its options, and each option's character span in it."""
-    text = f"Question: {question}"
+class QuestionBlock(NamedTuple):
+    """The question block of the user turn, and where its parts are.
+
+    Attributes:
+        text: ``"Question: {q}\\nOptions:\\n(A) ...\\n(B) ..."`` (``"Question: {q}"`` without options).
+        question: the character span of the question sentence itself (the paper's
+            "non-option question") in ``text``.
+        options: the character span of each option, ``"(B) ..."``, in ``text``.
+    """
+
+    text: str
+    question: tuple[int, int]
+    options: list[tuple[int, int]]
+
+
+def question_block(question: str, options: Sequence[str] | None) -> QuestionBlock:
+    """The question text with its options, and the spans of the question sentence and of each option."""
+    label = "Question: "
+    text = label + question
     spans: list[tuple[int, int]] = []
     if options:
         text += "\nOptions:"
@@ -145,7 +181,7 @@ def question_block(question: str, options: Sequence[str] | None) -> tuple[str, l
             start = len(text)
             text += f"({LETTERS[k]}) {option}"
             spans.append((start, len(text)))
-    return text, spans
+    return QuestionBlock(text, (len(label), len(label) + len(question)), spans)
 
 
 def check_options(options: object) -> list[str] | None:
@@ -196,7 +232,9 @@ def resolve_answer(options: Sequence[str] | None, answer: int | str | None) -> i
         raise LayoutError("An answer was given but no options; pass options=[...] with the true answer among them.")
     if isinstance(answer, (int, np.integer)):
         if not 0 <= int(answer) < len(options):
-            raise LayoutError(f"Answer index {answer} is not one of the {len(options)} options (0..{len(options) - 1}).")
+            raise LayoutError(
+                f"Answer index {answer} is not one of the {len(options)} options (0..{len(options) - 1})."
+            )
         return int(answer)
     if not isinstance(answer, str):
         raise LayoutError(f"answer must be an index, a letter or an option's text; got {type(answer).__name__}.")
@@ -249,27 +287,103 @@ def check_user_text(tokenizer: Any, placeholder: str | None, **texts: str | None
             )
 
 
-def _render(processor: Any, system: str | None, chat_template: str | None = None) -> str:
-    """The chat template rendered around sentinels for the system and user text."""
-    messages: list[dict[str, Any]] = []
-    if system is not None:
-        messages.append({"role": "system", "content": [{"type": "text", "text": _SYS}]})
-    messages.append({"role": "user", "content": [{"type": "video"}, {"type": "text", "text": _USER}]})
+# ---- the chat template ------------------------------------------------------------------
+#: How videolens writes its chat for a template, tried in order until one renders the system
+#: text, the user text and the video placeholder exactly once, system first: (content, fold).
+#: ``content`` "items" is a list of ``{"type": ...}`` items, "string" one string holding the
+#: video placeholder (templates that concatenate ``message['content']``); ``fold`` puts the
+#: system text at the start of the first user turn (templates without a system role, which
+#: raise on one or drop it).
+_CHAT_FORMS: tuple[tuple[str, bool], ...] = (("items", False), ("items", True), ("string", False), ("string", True))
+#: Between system text folded into the user turn and the rest of that turn: a blank line.
+_FOLD = "\n\n"
+#: What a template raises on a chat it cannot write: jinja's own errors (``raise_exception``
+#: of role checks included), a list concatenated to a string, a missing key.
+_TEMPLATE_ERRORS = (TemplateError, TypeError, ValueError, KeyError, IndexError, AttributeError)
+
+
+def _chat(content: str, fold: bool, system: bool, video: str) -> list[dict[str, Any]]:
+    """The chat to render, with sentinels where the system and user text go (see :data:`_CHAT_FORMS`)."""
+    head = _SYS + _FOLD if fold else ""
+    user: Any = f"{head}{video}\n{_USER}"
+    system_turn: Any = _SYS
+    if content == "items":
+        user = [{"type": "text", "text": head}] if fold else []
+        user += [{"type": "video"}, {"type": "text", "text": _USER}]
+        system_turn = [{"type": "text", "text": _SYS}]
+    messages = [{"role": "user", "content": user}]
+    if system and not fold:
+        messages.insert(0, {"role": "system", "content": system_turn})
+    return messages
+
+
+def _misplaced(rendered: str, system: bool, video: str) -> str | None:
+    """What is wrong with a rendering (None: nothing): each part must appear once, the system first."""
+    counts = {"the system text": rendered.count(_SYS) if system else 1, "the user text": rendered.count(_USER)}
+    counts[f"the video placeholder {video!r}"] = rendered.count(video)
+    wrong = [f"{name} {n} times" for name, n in counts.items() if n != 1]
+    if wrong:
+        return "it renders " + " and ".join(wrong)
+    if system and rendered.index(_SYS) > rendered.index(_USER):
+        return "it puts the user text before the system text"
+    return None
+
+
+def _render(processor: Any, system: bool, video: str, chat_template: str | None = None) -> str:
+    """The chat template rendered around sentinels, in the first of :data:`_CHAT_FORMS` it writes correctly.
+
+    ``video`` is the family's placeholder (``adapter.video_placeholder``): what a video item
+    must render to, and what string content carries. The template's own exceptions never
+    reach the caller: a template no form works for raises a :class:`LayoutError` that says
+    why (e.g. it renders no video) and how to pass a working one.
+    """
     template = chat_template or getattr(processor, "chat_template", None)
     if not template:
         raise LayoutError(
             "The processor has no chat template, so the prompt format is unknown; pass "
-            "chat_template='...' (a Jinja template, e.g. the checkpoint's chat_template.jinja) to prepare()."
+            "chat_template='...' (a Jinja template, e.g. the checkpoint's chat_template.jinja) to prepare(), "
+            "or prompt_format='paper' for the paper's own conversation (LLaVA-NeXT-Video, PLLaVA)."
         )
-    return processor.apply_chat_template(messages, chat_template=template, add_generation_prompt=True, tokenize=False)
+    tried, videoless = [], False
+    for content, fold in _CHAT_FORMS:
+        if fold and not system:
+            continue
+        form = f"{content} content with the system text {'in the user turn' if fold else 'as its own turn'}"
+        try:
+            rendered = processor.apply_chat_template(
+                _chat(content, fold, system, video), chat_template=template, add_generation_prompt=True, tokenize=False
+            )
+        except _TEMPLATE_ERRORS as exc:
+            tried.append(f"{form}: {type(exc).__name__}: {exc}")
+            continue
+        problem = _misplaced(rendered, system, video)
+        if problem is None:
+            return rendered
+        videoless = videoless or (rendered.count(_USER) == 1 and video not in rendered)
+        tried.append(f"{form}: {problem}")
+    raise _unrenderable(tried, videoless, video)
+
+
+def _unrenderable(tried: list[str], videoless: bool, video: str) -> LayoutError:
+    """The error for a chat template that renders no form of the chat correctly."""
+    fix = (
+        "Pass a template that renders video with prepare(..., chat_template=...): one in which a "
+        f"{{'type': 'video'}} content item becomes {video!r} (e.g. followed by a newline)."
+    )
+    if videoless:
+        return LayoutError(
+            f"The chat template never renders the video: a {{'type': 'video'}} item becomes no {video!r} "
+            "placeholder (it renders images only, like the templates of llava-hf's conversion scripts), "
+            f"so the model would get no video. {fix}"
+        )
+    return LayoutError(
+        f"The chat template cannot write a video chat in any form videolens tries ({'; '.join(tried)}). {fix}"
+    )
 
 
 def _assemble(rendered: str, system: str | None, user: str) -> tuple[str, dict[str, tuple[int, int]]]:
-    """Substitute the sentinels, recording where the system and user text land."""
+    """Substitute the sentinels (each there once, the system first), recording where the system and user text land."""
     spans: dict[str, tuple[int, int]] = {}
-    for sentinel in ([_SYS] if system is not None else []) + [_USER]:
-        if rendered.count(sentinel) != 1:
-            raise LayoutError("The chat template did not place the system/user text exactly once.")
     out = rendered
     for name, sentinel, value in (("system", _SYS, system), ("user", _USER, user)):
         if value is None:
@@ -277,9 +391,179 @@ def _assemble(rendered: str, system: str | None, user: str) -> tuple[str, dict[s
         at = out.index(sentinel)
         out = out[:at] + value + out[at + len(sentinel) :]
         spans[name] = (at, at + len(value))
-        if name == "user" and "system" in spans and spans["system"][0] > at:
-            raise LayoutError("The chat template put the user text before the system text.")
     return out, spans
+
+
+# ---- the prompt text --------------------------------------------------------------------
+class PromptText(NamedTuple):
+    """The prompt text (before the processor expands the video) and where its parts are.
+
+    Attributes:
+        text: the whole prompt, answer prefix included.
+        spans: character spans of the ``"system"`` and ``"user"`` text in ``text``.
+        block: the question block (the start of the user text) and its spans.
+    """
+
+    text: str
+    spans: dict[str, tuple[int, int]]
+    block: QuestionBlock
+
+
+def paper_text(adapter: VideoLLMAdapter, block: QuestionBlock, system: str, instruction: str) -> PromptText:
+    """The paper's MVBench conversation (its conv ``eval_mvbench``, answer prefix not included).
+
+    Exactly ``"{system}\\n USER: <video>\\n USER: {question block} \\n{instruction} ASSISTANT:"``,
+    the string the paper's LLaVA-NeXT-Video-FT models were evaluated on, with the family's own
+    placeholder (``<image>`` for PLLaVA, ``<video>`` for llava-hf's LLaVA-NeXT-Video).
+    """
+    head = f"{system}\n USER: {adapter.video_placeholder}\n USER: "
+    user = f"{block.text} \n{instruction}"
+    return PromptText(
+        f"{head}{user} ASSISTANT:", {"system": (0, len(system)), "user": (len(head), len(head) + len(user))}, block
+    )
+
+
+def check_paper_format(adapter: VideoLLMAdapter, options: Sequence[str] | None, chat_template: str | None) -> None:
+    """Refuse ``prompt_format="paper"`` where the paper's conversation does not apply."""
+    if adapter.family not in PAPER_FAMILIES:
+        raise LayoutError(
+            f"prompt_format='paper' writes the paper's Vicuna conversation for the families it evaluated "
+            f"({', '.join(PAPER_FAMILIES)}); {adapter.family or type(adapter).__name__} checkpoints expect "
+            "their own chat template. Use prompt_format='chat' (the default)."
+        )
+    if chat_template is not None:
+        raise LayoutError(
+            "prompt_format='paper' writes the paper's conversation itself, through no chat template; "
+            "drop chat_template= or use prompt_format='chat'."
+        )
+    if not options:
+        raise LayoutError("prompt_format='paper' is the paper's multiple-choice format; pass options=[...].")
+
+
+def prompt_text(
+    processor: Any,
+    adapter: VideoLLMAdapter,
+    question: str,
+    options: Sequence[str] | None = None,
+    answer_prefix: str | None = None,
+    system: str | None = None,
+    instruction: str | None = None,
+    chat_template: str | None = None,
+    prompt_format: PromptFormat = "chat",
+) -> PromptText:
+    """The prompt text (before the processor expands the video) and where its parts are.
+
+    With ``prompt_format="paper"`` the system text, the instruction and the answer prefix
+    default to the paper's (:data:`PAPER_SYSTEM`, :data:`PAPER_INSTRUCTION`,
+    :data:`PAPER_ANSWER_PREFIX`); with ``"chat"`` only the instruction does, when there are options.
+    """
+    if prompt_format not in PROMPT_FORMATS:
+        raise LayoutError(f"prompt_format={prompt_format!r} is not one of {', '.join(map(repr, PROMPT_FORMATS))}.")
+    block = question_block(question, options)
+    if instruction is None and (options or prompt_format == "paper"):
+        instruction = PAPER_INSTRUCTION
+    if prompt_format == "paper":
+        check_paper_format(adapter, options, chat_template)
+        prefix = PAPER_ANSWER_PREFIX if answer_prefix is None else answer_prefix
+        paper = paper_text(adapter, block, PAPER_SYSTEM if system is None else system, instruction or "")
+        return PromptText(paper.text + prefix, paper.spans, block)
+    user = block.text + (f"\n{instruction}" if instruction else "")
+    rendered = _render(processor, system is not None, adapter.video_placeholder, chat_template)
+    text, spans = _assemble(rendered, system, user)
+    return PromptText(text + (answer_prefix or ""), spans, block)
+
+
+def build_prompt(
+    processor: Any,
+    adapter: VideoLLMAdapter,
+    config: Any,
+    video: object,
+    question: str,
+    options: Sequence[str] | None = None,
+    *,
+    answer: int | str | None = None,
+    answer_prefix: str | None = None,
+    system: str | None = None,
+    instruction: str | None = None,
+    fps: float | None = None,
+    chat_template: str | None = None,
+    prompt_format: PromptFormat = "chat",
+    made_for: tuple[str, int, int] | None = None,
+) -> VideoPrompt:
+    """Render, process and lay out one prompt. See :meth:`HookedVideoLLM.prepare`."""
+    if not isinstance(question, str) or not question.strip():
+        raise LayoutError("The question is empty; pass the question text, e.g. question='What happened first?'.")
+    options = check_options(options)
+    answer_index = resolve_answer(options, answer)
+    tokenizer = getattr(processor, "tokenizer", processor)
+    check_user_text(
+        tokenizer,
+        adapter.video_placeholder,
+        question=question,
+        system=system,
+        instruction=instruction,
+        answer_prefix=answer_prefix,
+        **{f"option {LETTERS[k]}": o for k, o in enumerate(options or [])},
+    )
+    frames = as_frames(video)
+    timestamps = video.timestamps if isinstance(video, Video) else None
+    fps = _frame_rate(video, check_fps(fps), adapter)
+
+    written = prompt_text(
+        processor, adapter, question, options, answer_prefix, system, instruction, chat_template, prompt_format
+    )
+    text = written.text
+    given, given_times = adapter.frames_for_processor(frames, timestamps)
+    kwargs = adapter.processor_kwargs(fps, len(given), given_times)
+    inputs = dict(processor(text=[text], videos=[given], return_tensors="pt", **kwargs))
+    final_ids = inputs["input_ids"][0].tolist()
+    enc, mapping, (v_start, v_end) = _align_text(
+        tokenizer, text, final_ids, adapter.placeholder_token_id(processor, config)
+    )
+    video_id = adapter.video_token_id(config)
+    feature = np.asarray([p for p in range(v_start, v_end) if final_ids[p] == video_id], dtype=np.int64)
+    if not feature.size:
+        raise LayoutError("The processor produced no video tokens for the video placeholder.")
+
+    leaves, chars = _text_leaves(text, enc, mapping, _part_of(written.spans, written.block))
+    structure = adapter.video_structure(config, inputs, 0, len(feature))
+    if structure.n_tokens != len(feature):
+        raise LayoutError(
+            f"The adapter lays out {structure.n_tokens} video tokens but the processor produced {len(feature)}."
+        )
+    units = _frame_units(structure, feature, _input_times(timestamps, fps, len(frames)), len(frames))
+    for t, unit in enumerate(units):
+        leaves[f"frame({t})"] = unit.positions.tolist()
+    leaves["video_extra"] = feature[sum(u.positions.size for u in units) :].tolist()
+    leaves["video_text"] = _attach_video_text(units, feature, v_start, v_end).tolist()
+
+    seq_len = len(final_ids)
+    ordered = _ordered_leaves(leaves, seq_len, len(units), len(written.block.options))
+    layout = TokenLayout(seq_len, units, ordered, answer_index)
+    layout.texts.update(_group_texts(text, layout, chars))
+    return VideoPrompt(inputs, text, layout, question, options, answer_index, frames, timestamps, fps, made_for)
+
+
+def _frame_rate(video: object, fps: float | None, adapter: VideoLLMAdapter) -> float | None:
+    """The frame rate to tell the processor: given, implied by the video's timestamps, or assumed (warned)."""
+    if fps is None and isinstance(video, Video):
+        fps = video.fps
+    if fps is None and adapter.uses_time:
+        fps = adapter.default_fps
+        warnings.warn(
+            f"No frame times known: assuming the frames were sampled at {fps} fps for {adapter.family}'s "
+            "temporal positions. Pass fps= to prepare() or decode with videolens.load_video().",
+            stacklevel=4,
+        )
+    return fps
+
+
+def _input_times(timestamps: np.ndarray | None, fps: float | None, n_inputs: int) -> Float[np.ndarray, " frame"] | None:
+    """Each input frame's time in seconds: the video's timestamps, else ``index / fps`` (as the adapters
+    compute it, so that the layout's times are the very floats the processor writes), else None."""
+    if timestamps is not None:
+        return np.asarray(timestamps, dtype=np.float64)
+    return np.arange(n_inputs) / fps if fps else None
 
 
 def _align(text_ids: list[int], final_ids: list[int], placeholder_id: int) -> tuple[list[int], tuple[int, int]]:
@@ -313,120 +597,6 @@ def _align(text_ids: list[int], final_ids: list[int], placeholder_id: int) -> tu
     return mapping, (start, end)
 
 
-def _anchor(text: str, start: int, end: int) -> int:
-    for i in range(start, end):
-        if not text[i].isspace():
-            return i
-    return start
-
-
-def prompt_text(
-    processor: Any,
-    adapter: VideoLLMAdapter,
-    question: str,
-    options: Sequence[str] | None = None,
-    answer_prefix: str | None = None,
-    system: str | None = None,
-    instruction: str | None = None,
-    chat_template: str | None = None,
-) -> tuple[str, dict[str, tuple[int, int]], str, list[tuple[int, int]]]:
-    """The prompt text (before the processor expands the video) and where its parts are.
-
-    Returns the text, the character spans of the system and user text, the question
-    block, and each option's span inside the question block.
-    """
-    qtext, option_spans = question_block(question, options)
-    if instruction is None and options:
-        instruction = PAPER_INSTRUCTION
-    user = qtext + (f"\n{instruction}" if instruction else "")
-    text, spans = _assemble(_render(processor, system, chat_template), system, user)
-    return text + (answer_prefix or ""), spans, qtext, option_spans
-
-
-def build_prompt(
-    processor: Any,
-    adapter: VideoLLMAdapter,
-    config: Any,
-    video: object,
-    question: str,
-    options: Sequence[str] | None = None,
-    *,
-    answer: int | str | None = None,
-    answer_prefix: str | None = None,
-    system: str | None = None,
-    instruction: str | None = None,
-    fps: float | None = None,
-    chat_template: str | None = None,
-    made_for: tuple[str, int, int] | None = None,
-) -> VideoPrompt:
-    """Render, process and lay out one prompt. See :meth:`HookedVideoLLM.prepare`."""
-    if not isinstance(question, str) or not question.strip():
-        raise LayoutError("The question is empty; pass the question text, e.g. question='What happened first?'.")
-    options = check_options(options)
-    answer_index = resolve_answer(options, answer)
-    tokenizer = getattr(processor, "tokenizer", processor)
-    check_user_text(
-        tokenizer,
-        adapter.video_placeholder,
-        question=question,
-        system=system,
-        instruction=instruction,
-        answer_prefix=answer_prefix,
-        **{f"option {LETTERS[k]}": o for k, o in enumerate(options or [])},
-    )
-    frames = as_frames(video)
-    timestamps = video.timestamps if isinstance(video, Video) else None
-    fps = _frame_rate(video, check_fps(fps), adapter)
-
-    text, spans, qtext, option_spans = prompt_text(
-        processor, adapter, question, options, answer_prefix, system, instruction, chat_template
-    )
-    inputs = processor(text=[text], videos=[frames], return_tensors="pt", **adapter.processor_kwargs(fps, len(frames)))
-    inputs = dict(inputs)
-    final_ids = inputs["input_ids"][0].tolist()
-    enc, mapping, (v_start, v_end) = _align_text(tokenizer, text, final_ids, adapter.placeholder_token_id(processor, config))
-    video_id = adapter.video_token_id(config)
-    feature = np.asarray([p for p in range(v_start, v_end) if final_ids[p] == video_id], dtype=np.int64)
-    if not feature.size:
-        raise LayoutError("The processor produced no video tokens for the video placeholder.")
-
-    leaves = _text_leaves(text, enc, mapping, spans, qtext, option_spans)
-    structure = adapter.video_structure(config, inputs, 0, len(feature))
-    if structure.n_tokens != len(feature):
-        raise LayoutError(
-            f"The adapter lays out {structure.n_tokens} video tokens but the processor produced {len(feature)}."
-        )
-    units = _frame_units(structure, feature, timestamps, fps, len(frames))
-    for t, unit in enumerate(units):
-        leaves[f"frame({t})"] = unit.positions.tolist()
-    leaves["video_extra"] = feature[sum(u.positions.size for u in units) :].tolist()
-    leaves["video_text"] = _attach_video_text(units, feature, v_start, v_end).tolist()
-
-    seq_len = len(final_ids)
-    layout = TokenLayout(
-        seq_len,
-        units,
-        _ordered_leaves(leaves, seq_len, len(units), len(option_spans)),
-        answer_index,
-        _group_texts(text, spans, qtext, option_spans, system),
-    )
-    return VideoPrompt(inputs, text, layout, question, options, answer_index, frames, timestamps, fps, made_for)
-
-
-def _frame_rate(video: object, fps: float | None, adapter: VideoLLMAdapter) -> float | None:
-    """The frame rate to tell the processor: given, implied by the video's timestamps, or assumed (warned)."""
-    if fps is None and isinstance(video, Video):
-        fps = video.fps
-    if fps is None and adapter.uses_time:
-        fps = adapter.default_fps
-        warnings.warn(
-            f"No frame times known: assuming the frames were sampled at {fps} fps for {adapter.family}'s "
-            "temporal positions. Pass fps= to prepare() or decode with videolens.load_video().",
-            stacklevel=4,
-        )
-    return fps
-
-
 def _align_text(
     tokenizer: Any, text: str, final_ids: list[int], placeholder_id: int
 ) -> tuple[Any, list[int], tuple[int, int]]:
@@ -449,48 +619,68 @@ def _align_text(
     return min(aligned, key=lambda c: sum(m < 0 for m in c[1]))
 
 
-def _text_leaves(
-    text: str,
-    enc: Any,
-    mapping: list[int],
-    spans: dict[str, tuple[int, int]],
-    qtext: str,
-    option_spans: list[tuple[int, int]],
-) -> dict[str, list[int]]:
-    """Assign every text token to its group by the character its offset mapping starts at."""
+# ---- which group each token is in -------------------------------------------------------
+def _anchor(text: str, start: int, end: int) -> int:
+    """The character that decides a token's group: its first non-whitespace one (its first if it has none)."""
+    for i in range(start, end):
+        if not text[i].isspace():
+            return i
+    return start
+
+
+def _part_of(spans: dict[str, tuple[int, int]], block: QuestionBlock) -> Callable[[int], str]:
+    """The leaf group of each character of the prompt text.
+
+    The question sentence is ``question_text``, each ``"(B) ..."`` its ``option(k)``, the
+    rest of the question block (``"Question: "``, ``"\\nOptions:"``, the line breaks before
+    the options) ``question_labels``, the system text ``system``, everything after the
+    question block ``tail``, and everything else (role markers, BOS, a folded system's
+    blank line) ``template``.
+    """
     u0 = spans["user"][0]
-    q0, q1 = u0, u0 + len(qtext)
-    opt_abs = [(u0 + a, u0 + b) for a, b in option_spans]
-    sys_span = spans.get("system")
+    parts = [(u0 + a, u0 + b, f"option({k})") for k, (a, b) in enumerate(block.options)]
+    parts.append((u0 + block.question[0], u0 + block.question[1], "question_text"))
+    q1 = u0 + len(block.text)
+    parts.append((u0, q1, "question_labels"))
+    if "system" in spans:
+        parts.append((*spans["system"], "system"))
 
-    def group_of(char: int) -> str:
-        for k, (a, b) in enumerate(opt_abs):
+    def part(char: int) -> str:
+        for a, b, name in parts:
             if a <= char < b:
-                return f"option({k})"
-        if q0 <= char < q1:
-            return "question_body"
-        if char >= q1:
-            return "tail"
-        if sys_span and sys_span[0] <= char < sys_span[1]:
-            return "system"
-        return "template"
+                return name
+        return "tail" if char >= q1 else "template"
 
+    return part
+
+
+def _text_leaves(
+    text: str, enc: Any, mapping: list[int], part: Callable[[int], str]
+) -> tuple[dict[str, list[int]], dict[int, tuple[int, int]]]:
+    """Each text token's leaf group, and the characters each final position covers.
+
+    A token joins the group of its first non-whitespace character; a token of whitespace
+    only joins the group its characters are in (docs/layout.md, "Whitespace and separators
+    at group boundaries"). Tokens without characters (added BOS) are ``template``.
+    """
     leaves: dict[str, list[int]] = {"template": [], "system": []}
+    chars: dict[int, tuple[int, int]] = {}
     for (start, end), pos in zip(enc["offset_mapping"], mapping):
         if pos < 0:
             continue
-        name = "template" if end <= start else group_of(_anchor(text, start, end))
+        name = "template" if end <= start else part(_anchor(text, start, end))
         leaves.setdefault(name, []).append(pos)
-    return leaves
+        chars[pos] = (start, end)
+    return leaves, chars
 
 
-def _frame_units(
-    structure: Any, feature: np.ndarray, timestamps: np.ndarray | None, fps: float | None, n_inputs: int
-) -> list[FrameUnit]:
-    """Cut the video tokens into the adapter's temporal units, each with its start time.
+def _frame_units(structure: Any, feature: np.ndarray, times: np.ndarray | None, n_inputs: int) -> list[FrameUnit]:
+    """Cut the video tokens into the adapter's temporal units, each with its time.
 
-    A unit covers only input frames that exist: with an odd number of frames, Qwen-style
-    processors pad the last pair by repeating the last frame, so that unit covers one.
+    A unit covers only input frames that exist: with an odd number of frames (or one),
+    Qwen-style processors fill the last pair by repeating the last frame, so that unit
+    covers one. Its time is the midpoint of its first and last input frames' times: the
+    time Qwen3-VL writes before a pair, computed as the processor computes it.
     """
     units: list[FrameUnit] = []
     cursor = 0
@@ -500,9 +690,7 @@ def _frame_units(
         cursor += structure.frame_prefix
         grid = feature[cursor : cursor + h * w].reshape(h, w)
         cursor += h * w
-        stamp = float(timestamps[covered[0]]) if timestamps is not None and covered[0] < len(timestamps) else None
-        if stamp is None and fps:
-            stamp = covered[0] / fps
+        stamp = None if times is None else float((times[covered[0]] + times[covered[-1]]) / 2)
         units.append(FrameUnit(grid, tuple(covered), stamp, prefix))
     return units
 
@@ -522,9 +710,7 @@ def _attach_video_text(units: list[FrameUnit], feature: np.ndarray, v_start: int
     return in_span
 
 
-def _ordered_leaves(
-    leaves: dict[str, list[int]], seq_len: int, n_frames: int, n_options: int
-) -> dict[str, np.ndarray]:
+def _ordered_leaves(leaves: dict[str, list[int]], seq_len: int, n_frames: int, n_options: int) -> dict[str, np.ndarray]:
     """The leaf groups in sequence-reading order, with the last position as its own leaf."""
     last = seq_len - 1
     for positions in leaves.values():
@@ -537,7 +723,8 @@ def _ordered_leaves(
         *[f"frame({t})" for t in range(n_frames)],
         "video_extra",
         "video_text",
-        "question_body",
+        "question_labels",
+        "question_text",
         *[f"option({k})" for k in range(n_options)],
         "tail",
         "last",
@@ -545,19 +732,20 @@ def _ordered_leaves(
     return {name: np.asarray(sorted(leaves.get(name, [])), dtype=np.int64) for name in ordered}
 
 
-def _group_texts(
-    text: str,
-    spans: dict[str, tuple[int, int]],
-    qtext: str,
-    option_spans: list[tuple[int, int]],
-    system: str | None,
-) -> dict[str, str]:
-    """The text each text group was built from (``layout.texts``)."""
-    q1 = spans["user"][0] + len(qtext)
-    texts = {"question_body": qtext[: option_spans[0][0]].rstrip() if option_spans else qtext}
-    if system is not None:
-        texts["system"] = system
-    for k, (a, b) in enumerate(option_spans):
-        texts[f"option({k})"] = qtext[a:b]
-    texts["tail"] = text[q1:]
-    return texts
+#: The groups made of prompt text, whose text ``layout.texts`` holds (plus every ``option(k)``).
+TEXT_GROUPS = ("system", "question_labels", "question_text", "question_body", "tail", "last")
+
+
+def _group_texts(text: str, layout: TokenLayout, chars: dict[int, tuple[int, int]]) -> dict[str, str]:
+    """Each text group's text: the characters its tokens cover, in order, without whitespace at its ends.
+
+    That is what the tokenizer decodes the group's tokens to, up to the whitespace at the
+    ends, which is where tokenizers differ (docs/layout.md); so it is the same text on
+    every tokenizer.
+    """
+    names = [*TEXT_GROUPS, *(f"option({k})" for k in range(layout.n_options))]
+    out: dict[str, str] = {}
+    for name in names:
+        covered = {i for pos in layout[name].tolist() if pos in chars for i in range(*chars[pos])}
+        out[name] = "".join(text[i] for i in sorted(covered)).strip()
+    return out

@@ -148,12 +148,6 @@ class SweepEngine:
     def _run(self, first_layer: int, q0: int, chunk: list[Condition]) -> torch.Tensor:
         model, n, b = self.model, self.seq_len, len(chunk)
         resid = self.resid_pre[first_layer][:, q0:].expand(b, -1, -1).contiguous()
-        cos, sin = self.position_embeddings
-        pe = (cos[..., q0:, :], sin[..., q0:, :])
-        past = KVStore(  # batch 1: shared by all conditions of the chunk
-            {layer: k[..., :q0, :] for layer, k in self.kv.keys.items()},
-            {layer: v[..., :q0, :] for layer, v in self.kv.values.items()},
-        )
         causal = torch.ones(n, n, dtype=torch.bool, device=resid.device).tril()[q0:]
         per_layer: dict[int, torch.Tensor] = {}
         for layer in range(first_layer, model.cfg.n_layers):
@@ -165,7 +159,30 @@ class SweepEngine:
             for i, m in enumerate(masks):
                 allowed[i] = causal if m is None else causal & ~m[0, :, q0:]
             per_layer[layer] = allowed
+        return self.continue_from(first_layer, q0, resid, per_layer)
+
+    def continue_from(
+        self,
+        first_layer: int,
+        q0: int,
+        resid: Float[torch.Tensor, "batch suffix d_model"],
+        per_layer: dict[int, torch.Tensor] | None = None,
+    ) -> Float[torch.Tensor, "batch d_vocab"]:
+        """Last-position logits when positions ``q0..N-1`` enter layer ``first_layer`` as ``resid``.
+
+        Positions before ``q0`` keep the clean run's keys and values (shared by the batch,
+        not copied). ``per_layer`` holds allowed masks ``(batch, heads, N - q0, N)`` for
+        layers with knockouts. Run it inside ``model.driving()``; hooks on the model fire
+        on the recomputed positions only (activation patching uses that).
+        """
+        model, n = self.model, self.seq_len
+        cos, sin = self.position_embeddings
+        pe = (cos[..., q0:, :], sin[..., q0:, :])
+        past = KVStore(  # batch 1: shared by all rows of the batch
+            {layer: k[..., :q0, :] for layer, k in self.kv.keys.items()},
+            {layer: v[..., :q0, :] for layer, v in self.kv.values.items()},
+        )
         resid = model.run_layers(
-            resid, pe, first_layer, model.cfg.n_layers, None, per_layer, past, None, self.extra, slice(q0, n)
+            resid, pe, first_layer, model.cfg.n_layers, None, per_layer or {}, past, None, self.extra, slice(q0, n)
         )
         return model.resid_to_logits(resid[:, -1])

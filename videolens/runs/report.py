@@ -1,0 +1,115 @@
+"""Tables and the HTML report of a run, rebuilt from its results at the end of a run and on demand.
+
+Each kind of result table has one output builder that writes its CSV files and returns
+its figures; the command line uses the same builders for results held in memory (the
+demo) and for a run folder (``videolens report runs/x``, which may be called while a run
+is still going: the report then says how many samples are in). Every file is replaced in
+one step, so a report being rebuilt is never seen half written.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from videolens.runs.records import write_atomic
+from videolens.runs.run import Run
+
+#: (table, rows, output folder, notes) -> figures; each builder writes its own CSV files.
+OutputBuilder = Callable[[str, pd.DataFrame, Path, list], list]
+
+
+def write_csv(df: pd.DataFrame, path: Path) -> Path:
+    return write_atomic(path, df.to_csv(index=False))
+
+
+def write_html(figures: list, path: Path, title: str, notes: list[str]) -> Path:
+    """The self-contained report (plotly inlined), written to a temporary file and renamed into place."""
+    from videolens.viz.plots import write_report
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    write_report(figures, tmp, title=title, notes=notes)
+    os.replace(tmp, path)
+    return path
+
+
+def flow_outputs(table: str, df: pd.DataFrame, out: Path, notes: list) -> list:
+    """``<table>.csv``, ``<table>_accuracy.csv``; the information-flow curves and accuracy under knockout."""
+    from videolens.analyses import flow_accuracy
+    from videolens.viz.plots import plot_flow_accuracy, plot_information_flow
+
+    target = table.removeprefix("flow_")
+    if df.empty:
+        notes.append(f"{target}: no samples analysed (none left after the sample mode, or none computed yet)")
+        return []
+    write_csv(df.drop(columns=["layers_blocked"], errors="ignore"), out / f"{table}.csv")
+    acc = flow_accuracy(df)
+    write_csv(acc, out / f"{table}_accuracy.csv")
+    by_task = df["pathway"].nunique() == 1 and df["task"].nunique() > 1
+    title = f"Accuracy under knockout: {target}" + (" (per task)" if by_task else "")
+    hue = "task" if by_task else "pathway"
+    return [plot_information_flow(df), plot_flow_accuracy(acc, df.attrs.get("base_accuracy"), hue=hue, title=title)]
+
+
+def pathways_outputs(table: str, df: pd.DataFrame, out: Path, notes: list) -> list:
+    """``pathways.csv``, ``pathways_summary.csv``; accuracy with only the effective pathways open."""
+    from videolens.analyses import pathway_summary
+    from videolens.viz.plots import plot_effective_pathways
+
+    if df.empty:
+        notes.append("pathways: no samples computed yet")
+        return []
+    write_csv(df, out / f"{table}.csv")
+    summary = pathway_summary(df)
+    write_csv(summary, out / f"{table}_summary.csv")
+    return [plot_effective_pathways(summary)]
+
+
+def answer_prob_outputs(table: str, df: pd.DataFrame, out: Path, notes: list) -> list:
+    """``answer_prob.csv``; the layer-wise probability of the true and false options."""
+    from videolens.viz.plots import plot_answer_probability
+
+    if df.empty:
+        notes.append("answer-prob: no samples analysed (none left after the sample mode, or none computed yet)")
+        return []
+    write_csv(df.drop(columns=["top_tokens"], errors="ignore"), out / f"{table}.csv")
+    return [plot_answer_probability(df)]
+
+
+OUTPUTS: dict[str, OutputBuilder] = {
+    "flow": flow_outputs,
+    "pathways": pathways_outputs,
+    "answer_prob": answer_prob_outputs,
+}
+
+
+def builder_for(table: str) -> OutputBuilder | None:
+    return OUTPUTS.get("flow" if table.startswith("flow_") else table)
+
+
+def describe(manifest: dict[str, Any]) -> list[str]:
+    """The report's header lines: model, data, arguments."""
+    data = manifest.get("dataset") or {}
+    source = ", ".join(f"{k}={v}" for k, v in data.items() if v not in (None, [], ""))
+    args = ", ".join(f"{k}={v}" for k, v in (manifest.get("arguments") or {}).items())
+    return [f"model: {manifest.get('model')}", f"data: {source}", f"arguments: {args}"]
+
+
+def build_report(folder: str | Path) -> Path:
+    """Rebuild the CSV tables and ``report.html`` of the run in ``folder`` from its results."""
+    run = Run.load(folder)
+    expected = (run.manifest.get("samples") or {}).get("count")
+    notes = describe(run.manifest)
+    figures: list = []
+    for table in run.tables():
+        records = run.records(table)
+        notes.append(f"{table}: {len(records)} of {expected} samples")
+        build = builder_for(table)
+        if build is not None:
+            figures += build(table, run.frame(table, records), run.folder, notes)
+    title = f"videolens {run.manifest.get('command')}"
+    return write_html(figures, run.folder / "report.html", title, notes)
