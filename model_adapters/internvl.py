@@ -56,6 +56,7 @@ def tiny_processor(tokenizer: Any) -> Any:
 class InternVLAdapter(VideoLLMAdapter):
     architectures = ("InternVLForConditionalGeneration",)
     family = "internvl"
+    unit_closing_tokens = ("</img>",)
     vision_layers = "encoder.layer"
     vision_attn = "attention"
     tiny = TinySpec(

@@ -98,6 +98,7 @@ def tiny_processor(tokenizer: Any) -> Any:
 class Qwen3VLAdapter(Qwen2_5_VLAdapter):
     architectures = ("Qwen3VLForConditionalGeneration",)
     family = "qwen3_vl"
+    unit_closing_tokens = ("<|vision_end|>",)
     tiny = TinySpec(
         config=tiny_config,
         processor=tiny_processor,

@@ -116,6 +116,12 @@ CASES: dict[str, Case] = {
         VideoLensError,
         "hook_pattern",
     ),
+    "misspelled name through add_hook": Case(
+        lambda m, p: m.add_hook("blocks.0.attn.hook_patern", lambda x, hook: x), VideoLensError, "hook_pattern"
+    ),
+    "vision layer out of range": Case(
+        lambda m, p: m.add_hook("vision.blocks.99.hook_resid_post", lambda x, hook: x), LayerRangeError, "vision layer"
+    ),
     # interventions
     "anticausal knockout": Case(lambda m, p: m(p, interventions=[EdgeKnockout("last", "video", layers=[0])]), InterventionError, "swap"),
     "intervention that is not a knockout": Case(lambda m, p: m(p, interventions=["video"]), InterventionError, "EdgeKnockout"),

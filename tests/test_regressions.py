@@ -135,3 +135,28 @@ def test_qwen3_vl_takes_a_single_frame_as_its_processor_would_pad_it():
         assert (model(prompt) - hf).abs().max().item() <= TOL
     two = model.prepare(np.repeat(random_video(1), 2, axis=0), "What is there?", fps=2.0)
     assert torch.equal(two.inputs["pixel_values_videos"], prompt.inputs["pixel_values_videos"])
+
+
+@pytest.mark.parametrize("family, closing", [("qwen3_vl", "<|vision_end|>"), ("internvl", "</img>")])
+def test_a_units_closing_token_belongs_to_that_unit(family, closing):
+    from videolens.testing import random_video
+
+    model = tiny(family)
+    prompt = model.prepare(random_video(8), "What moved?", fps=2.0)
+    ids = prompt.input_ids[0]
+    closing_id = model.tokenizer.convert_tokens_to_ids(closing)
+    for unit in prompt.layout.frames:
+        text = ids[unit.text].tolist()
+        last_grid = int(unit.positions.max())
+        assert ids[last_grid + 1] == closing_id and last_grid + 1 in unit.text.tolist()  # closes this unit
+        assert text.count(closing_id) == 1
+
+
+def test_a_templates_default_system_text_is_the_system_group():
+    from videolens.testing import random_video
+
+    model = tiny("qwen2_5_vl")  # its template writes "You are a helpful assistant." when no system turn is given
+    prompt = model.prepare(random_video(8), "What moved?", fps=2.0)
+    ids = prompt.input_ids[0]
+    assert model.tokenizer.decode(ids[prompt.layout["system"]]) == "You are a helpful assistant."
+    assert "helpful" not in model.tokenizer.decode(ids[prompt.layout["template"]])

@@ -136,6 +136,9 @@ class VideoLLMAdapter:
     vision_features_input: ClassVar[HFPath] = "model.multi_modal_projector"
     #: The module whose output is the projected features (``vision.hook_projected``).
     projector: ClassVar[HFPath] = "model.multi_modal_projector"
+    #: Tokens inside the video span that close the unit before them (Qwen3-VL's
+    #: ``<|vision_end|>``, InternVL's ``</img>``): ``layout.frames[t].text`` of that unit.
+    unit_closing_tokens: ClassVar[tuple[str, ...]] = ()
     #: Video placeholder in a prompt string when the processor has no chat template.
     video_placeholder: ClassVar[str] = "<video>"
     #: Whether the processor turns frame times into positions or text (then fps matters).

@@ -258,12 +258,12 @@ class AttentionHooks(_HFRef):
     @property
     def OV(self) -> FactoredMatrix:
         """Each head's OV circuit ``W_V @ W_O`` (``(head, d_model, d_model)``, factored)."""
-        return FactoredMatrix(self.W_V, self.W_O)
+        return ov_circuit(self.W_V, self.W_O)
 
     @property
     def QK(self) -> FactoredMatrix:
         """Each head's QK circuit ``W_Q @ W_K^T`` (before rotary; factored)."""
-        return FactoredMatrix(self.W_Q, self.W_K.transpose(-2, -1))
+        return qk_circuit(self.W_Q, self.W_K)
 
     def attach(self) -> list:
         """Register PyTorch hooks on the HF projections for the active hook points; returns the handles."""
@@ -280,6 +280,31 @@ class AttentionHooks(_HFRef):
         z = einops.rearrange(args[0], "b p (h d) -> b p h d", h=self.n_heads)
         result = self.hook_result(torch.einsum("bphd,hdm->bphm", z, self.W_O))
         return result.sum(dim=-2) + self.b_O
+
+
+def ov_circuit(W_V: torch.Tensor, W_O: torch.Tensor) -> FactoredMatrix:
+    """The OV circuit ``W_V @ W_O`` of heads, factored (any leading ``layer``/``head`` axes)."""
+    return FactoredMatrix(W_V, W_O)
+
+
+def qk_circuit(W_Q: torch.Tensor, W_K: torch.Tensor) -> FactoredMatrix:
+    """The QK circuit ``W_Q @ W_K^T`` of heads, factored."""
+    return FactoredMatrix(W_Q, W_K.transpose(-2, -1))
+
+
+class LayerStack:
+    """A model-level weight: every block's ``part.<name>`` stacked on a leading ``layer`` axis."""
+
+    def __init__(self, part: str) -> None:
+        self.part = part
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, model, owner=None):
+        if model is None:
+            return self
+        return torch.stack([getattr(getattr(block, self.part), self.name) for block in model.blocks])
 
 
 def _per_head_hook(hook: HookPoint, heads: int):

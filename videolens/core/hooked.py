@@ -57,7 +57,7 @@ from transformer_lens.hook_points import HookPoint
 from videolens.adapters.protocol import VideoLLMAdapter, adapter_for, get_path
 from videolens.core import attention as _attention
 from videolens.core.attention import ATTN_IMPLEMENTATION, KVStore, LayerCall
-from videolens.core.blocks import Embed, HookedBlock, NormHooks, Unembed
+from videolens.core.blocks import Embed, HookedBlock, LayerStack, NormHooks, Unembed, ov_circuit, qk_circuit
 from videolens.core.config import VideoLLMConfig
 from videolens.core.layout import TokenLayout
 from videolens.core.prompt import PromptBatch, VideoPrompt, build_prompt, collate
@@ -98,6 +98,18 @@ class LMInputs:
     inputs_embeds: Float[torch.Tensor, "batch pos d_model"]
     position_ids: torch.Tensor | None
     extra: dict[str, Any]
+
+
+def _cross_entropy(
+    logits: Float[torch.Tensor, "batch pos d_vocab"],
+    ids: Int[torch.Tensor, "batch pos"],
+    scored: torch.Tensor,
+    per_token: bool,
+) -> torch.Tensor:
+    """Next-token cross-entropy at the ``scored`` positions: per position (0 elsewhere) or their mean."""
+    losses = torch.nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), ids[:, 1:], reduction="none")
+    losses = losses * scored
+    return losses if per_token else losses.sum() / scored.sum().clamp(min=1)
 
 
 def _prepends_bos(processor: Any) -> bool:
@@ -577,70 +589,30 @@ class HookedVideoLLM(HookedRootModule):
     def W_E(self) -> Float[torch.Tensor, "d_vocab d_model"]:
         return self.embed.W_E
 
-    def _stack(self, attr: str, part: str = "attn") -> torch.Tensor:
-        return torch.stack([getattr(getattr(block, part), attr) for block in self.blocks])
-
-    @property
-    def W_Q(self) -> Float[torch.Tensor, "layer head d_model d_head"]:
-        return self._stack("W_Q")
-
-    @property
-    def W_K(self) -> Float[torch.Tensor, "layer head d_model d_head"]:
-        return self._stack("W_K")
-
-    @property
-    def W_V(self) -> Float[torch.Tensor, "layer head d_model d_head"]:
-        return self._stack("W_V")
-
-    @property
-    def W_O(self) -> Float[torch.Tensor, "layer head d_head d_model"]:
-        return self._stack("W_O")
-
-    @property
-    def b_Q(self) -> Float[torch.Tensor, "layer head d_head"]:
-        return self._stack("b_Q")
-
-    @property
-    def b_K(self) -> Float[torch.Tensor, "layer head d_head"]:
-        return self._stack("b_K")
-
-    @property
-    def b_V(self) -> Float[torch.Tensor, "layer head d_head"]:
-        return self._stack("b_V")
-
-    @property
-    def b_O(self) -> Float[torch.Tensor, "layer d_model"]:
-        return self._stack("b_O")
-
-    @property
-    def W_in(self) -> Float[torch.Tensor, "layer d_model d_mlp"]:
-        return self._stack("W_in", "mlp")
-
-    @property
-    def W_gate(self) -> Float[torch.Tensor, "layer d_model d_mlp"]:
-        return self._stack("W_gate", "mlp")
-
-    @property
-    def W_out(self) -> Float[torch.Tensor, "layer d_mlp d_model"]:
-        return self._stack("W_out", "mlp")
-
-    @property
-    def b_in(self) -> Float[torch.Tensor, "layer d_mlp"]:
-        return self._stack("b_in", "mlp")
-
-    @property
-    def b_out(self) -> Float[torch.Tensor, "layer d_model"]:
-        return self._stack("b_out", "mlp")
+    # Model-level weights: each block's weight stacked on a leading ``layer`` axis (TransformerLens).
+    W_Q = LayerStack("attn")  # (layer, head, d_model, d_head), ln1's weight folded in
+    W_K = LayerStack("attn")  # (layer, head, d_model, d_head), per query head
+    W_V = LayerStack("attn")  # (layer, head, d_model, d_head), per query head
+    W_O = LayerStack("attn")  # (layer, head, d_head, d_model)
+    b_Q = LayerStack("attn")  # (layer, head, d_head)
+    b_K = LayerStack("attn")
+    b_V = LayerStack("attn")
+    b_O = LayerStack("attn")  # (layer, d_model)
+    W_in = LayerStack("mlp")  # (layer, d_model, d_mlp), ln2's weight folded in
+    W_gate = LayerStack("mlp")
+    W_out = LayerStack("mlp")  # (layer, d_mlp, d_model)
+    b_in = LayerStack("mlp")  # (layer, d_mlp)
+    b_out = LayerStack("mlp")  # (layer, d_model)
 
     @property
     def OV(self) -> FactoredMatrix:
         """Every head's OV circuit, ``(layer, head, d_model, d_model)``, factored."""
-        return FactoredMatrix(self.W_V, self.W_O)
+        return ov_circuit(self.W_V, self.W_O)
 
     @property
     def QK(self) -> FactoredMatrix:
         """Every head's QK circuit (before rotary), ``(layer, head, d_model, d_model)``, factored."""
-        return FactoredMatrix(self.W_Q, self.W_K.transpose(-2, -1))
+        return qk_circuit(self.W_Q, self.W_K)
 
     def tokens_to_residual_directions(
         self, tokens: str | int | Sequence[int] | torch.Tensor
@@ -726,15 +698,21 @@ class HookedVideoLLM(HookedRootModule):
             self._check_residual(residual, batch)
         with self.driving():
             resid = self.prefill(batch, interventions, start, stop, residual).resid
-            if stop < self.cfg.n_layers or return_type == "resid":
-                return resid
-            if return_type is None:
-                return None
-            logits = self.resid_to_logits(resid)
+        if stop < self.cfg.n_layers:
+            return resid
+        return self._outputs(resid, return_type, lambda logits: self.next_token_loss(logits, batch, loss_per_token))
+
+    def _outputs(self, resid: torch.Tensor, return_type: str | None, loss: Callable[[torch.Tensor], torch.Tensor]):
+        """What ``return_type`` asks for, from the final residual stream."""
+        if return_type == "resid":
+            return resid
+        if return_type is None:
+            return None
+        logits = self.resid_to_logits(resid)
         if return_type == "logits":
             return logits
-        loss = self.next_token_loss(logits, batch, per_token=loss_per_token)
-        return loss if return_type == "loss" else (logits, loss)
+        value = loss(logits)
+        return value if return_type == "loss" else (logits, value)
 
     def _text_forward(self, text: str, return_type: str | None, loss_per_token: bool) -> Any:
         """The language model alone on plain text (no video), with every language-model hook."""
@@ -744,16 +722,8 @@ class HookedVideoLLM(HookedRootModule):
             positions = self.adapter.default_position_ids(ids.shape[0], 0, ids.shape[1], self.cfg.device)
             pe = self.adapter.position_embeddings(self.language_model, resid, positions)
             resid = self.run_layers(resid, pe, 0, self.cfg.n_layers, None, {})
-            if return_type == "resid":
-                return resid
-            if return_type is None:
-                return None
-            logits = self.resid_to_logits(resid)
-        if return_type == "logits":
-            return logits
-        losses = torch.nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), ids[:, 1:], reduction="none")
-        loss = losses if loss_per_token else losses.mean()
-        return loss if return_type == "loss" else (logits, loss)
+        scored = torch.ones_like(ids[:, 1:], dtype=torch.bool)
+        return self._outputs(resid, return_type, lambda logits: _cross_entropy(logits, ids, scored, loss_per_token))
 
     def next_token_loss(
         self, logits: Float[torch.Tensor, "batch pos d_vocab"], prompt: PromptLike, per_token: bool = False
@@ -766,17 +736,11 @@ class HookedVideoLLM(HookedRootModule):
         """
         batch = self.batch(prompt)
         ids = batch.inputs["input_ids"].to(logits.device)
-        targets = ids[:, 1:]
-        scored = targets != self.cfg.video_token_id
+        scored = ids[:, 1:] != self.cfg.video_token_id
         if "attention_mask" in batch.inputs:
             valid = batch.inputs["attention_mask"].to(logits.device).bool()
             scored &= valid[:, 1:] & valid[:, :-1]
-        losses = torch.nn.functional.cross_entropy(
-            logits[:, :-1].float().transpose(1, 2), targets, reduction="none"
-        ) * scored
-        if per_token:
-            return losses
-        return losses.sum() / scored.sum().clamp(min=1)
+        return _cross_entropy(logits, ids, scored, per_token)
 
     def prefill(
         self,
@@ -845,6 +809,11 @@ class HookedVideoLLM(HookedRootModule):
         if not all(isinstance(n, str) for n in names):
             raise InputError("names_filter must be a hook name, a list of hook names, or a function of the name.")
         self._check_hook_names([(n, None) for n in names])
+
+    def add_hook(self, name, hook, dir="fwd", is_permanent=False, level=None, prepend=False) -> None:  # noqa: A002
+        """TransformerLens' ``add_hook``, with a "did you mean" error for a name that does not exist."""
+        self._check_hook_names([(name, hook)])
+        super().add_hook(name, hook, dir=dir, is_permanent=is_permanent, level=level, prepend=prepend)
 
     @contextmanager
     def hooks(self, fwd_hooks=(), bwd_hooks=(), reset_hooks_end: bool = True, clear_contexts: bool = False):

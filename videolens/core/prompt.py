@@ -470,7 +470,35 @@ def prompt_text(
     user = block.text + (f"\n{instruction}" if instruction else "")
     rendered = _render(processor, system is not None, adapter.video_placeholder, chat_template)
     text, spans = _assemble(rendered, system, user)
+    if system is None:
+        default = _default_system_span(processor, rendered, adapter.video_placeholder, chat_template)
+        if default is not None:
+            spans["system"] = default
     return PromptText(text + (answer_prefix or ""), spans, block)
+
+
+def _default_system_span(processor: Any, rendered: str, video: str, chat_template: str | None) -> tuple[int, int] | None:
+    """Where a template's own default system text (Qwen's "You are a helpful assistant.") lies, if it writes one.
+
+    The chat rendered without a system turn is compared with the chat rendered with a
+    sentinel system text: where the template puts the sentinel, a template with a default
+    writes its default instead. That text is the ``system`` group, as a user's system text
+    would be. Both renderings come before the user text is substituted, so the span holds.
+    """
+    try:
+        with_system = _render(processor, True, video, chat_template)
+    except LayoutError:
+        return None
+    at = with_system.index(_SYS)
+    head, tail = with_system[:at], with_system[at + len(_SYS) :]
+    if _FOLD and _FOLD in tail[:len(_FOLD)]:  # the template folded the system text into the user turn
+        return None
+    if not (rendered.startswith(head) and rendered.endswith(tail)) or len(rendered) <= len(head) + len(tail):
+        return None
+    default = rendered[len(head) : len(rendered) - len(tail)]
+    if not default.strip() or _USER in default:
+        return None
+    return (len(head), len(head) + len(default))
 
 
 def build_prompt(
@@ -535,7 +563,8 @@ def build_prompt(
     for t, unit in enumerate(units):
         leaves[f"frame({t})"] = unit.positions.tolist()
     leaves["video_extra"] = feature[sum(u.positions.size for u in units) :].tolist()
-    leaves["video_text"] = _attach_video_text(units, feature, v_start, v_end).tolist()
+    closing = {int(i) for i in tokenizer.convert_tokens_to_ids(list(adapter.unit_closing_tokens))}
+    leaves["video_text"] = _attach_video_text(units, feature, v_start, v_end, final_ids, closing).tolist()
 
     seq_len = len(final_ids)
     ordered = _ordered_leaves(leaves, seq_len, len(units), len(written.block.options))
@@ -695,18 +724,26 @@ def _frame_units(structure: Any, feature: np.ndarray, times: np.ndarray | None, 
     return units
 
 
-def _attach_video_text(units: list[FrameUnit], feature: np.ndarray, v_start: int, v_end: int) -> np.ndarray:
+def _attach_video_text(
+    units: list[FrameUnit], feature: np.ndarray, v_start: int, v_end: int, ids: list[int], closing: set[int]
+) -> np.ndarray:
     """Text inside the video span (frame labels, image start/end, timestamps), given to its frames.
 
-    Each piece belongs to the frame whose tokens follow it; the last frame keeps what
-    trails it. Returns every such position (the ``video_text`` leaf).
+    Each piece belongs to the frame whose tokens follow it, except the tokens that close a
+    frame (the adapter's ``unit_closing_tokens``, e.g. Qwen3-VL's ``<|vision_end|>``), which
+    belong to the frame they close; the last frame keeps what trails it. Returns every such
+    position (the ``video_text`` leaf).
     """
     in_span = np.setdiff1d(np.arange(v_start, v_end), feature)
-    ends = [int(u.positions.max()) for u in units]
+    bounds = [(int(u.positions.min()), int(u.positions.max())) for u in units]
+    owner = {}
+    for pos in in_span.tolist():
+        after = [t for t, (_, end) in enumerate(bounds) if end < pos]  # units that end before this token
+        before = [t for t, (start, _) in enumerate(bounds) if start > pos]  # units that start after it
+        closes = after and ids[pos] in closing and all(ids[q] in closing for q in range(bounds[after[-1]][1] + 1, pos))
+        owner[pos] = after[-1] if closes or not before else before[0]
     for t, unit in enumerate(units):
-        lo = ends[t - 1] if t else v_start - 1
-        hi = v_end if t == len(units) - 1 else int(unit.positions.min())
-        unit.text = in_span[(in_span > lo) & (in_span < hi) & ~np.isin(in_span, unit.positions)]
+        unit.text = np.asarray([pos for pos, o in owner.items() if o == t], dtype=np.int64)
     return in_span
 
 
