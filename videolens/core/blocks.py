@@ -157,7 +157,21 @@ def _bias(module: nn.Module | None) -> torch.Tensor:
     return torch.zeros(weight.shape[0], dtype=weight.dtype, device=weight.device)
 
 
-class AttentionHooks(_HFRef):
+class CircuitViews:
+    """TransformerLens' OV and QK circuits from ``W_Q``, ``W_K``, ``W_V``, ``W_O`` (a layer's heads, or every layer's)."""
+
+    @property
+    def OV(self) -> FactoredMatrix:
+        """``W_V @ W_O`` per head (``(..., head, d_model, d_model)``, factored)."""
+        return FactoredMatrix(self.W_V, self.W_O)
+
+    @property
+    def QK(self) -> FactoredMatrix:
+        """``W_Q @ W_K^T`` per head, before rotary (factored)."""
+        return FactoredMatrix(self.W_Q, self.W_K.transpose(-2, -1))
+
+
+class AttentionHooks(_HFRef, CircuitViews):
     """Hook points of one attention layer plus TransformerLens-style weight views.
 
     ``hook_q``/``hook_k`` are the projections before rotary (and before any q/k norm),
@@ -255,16 +269,6 @@ class AttentionHooks(_HFRef):
     def b_O(self) -> Float[torch.Tensor, " d_model"]:
         return _bias(self._proj("o_proj"))
 
-    @property
-    def OV(self) -> FactoredMatrix:
-        """Each head's OV circuit ``W_V @ W_O`` (``(head, d_model, d_model)``, factored)."""
-        return ov_circuit(self.W_V, self.W_O)
-
-    @property
-    def QK(self) -> FactoredMatrix:
-        """Each head's QK circuit ``W_Q @ W_K^T`` (before rotary; factored)."""
-        return qk_circuit(self.W_Q, self.W_K)
-
     def attach(self) -> list:
         """Register PyTorch hooks on the HF projections for the active hook points; returns the handles."""
         handles = []
@@ -280,16 +284,6 @@ class AttentionHooks(_HFRef):
         z = einops.rearrange(args[0], "b p (h d) -> b p h d", h=self.n_heads)
         result = self.hook_result(torch.einsum("bphd,hdm->bphm", z, self.W_O))
         return result.sum(dim=-2) + self.b_O
-
-
-def ov_circuit(W_V: torch.Tensor, W_O: torch.Tensor) -> FactoredMatrix:
-    """The OV circuit ``W_V @ W_O`` of heads, factored (any leading ``layer``/``head`` axes)."""
-    return FactoredMatrix(W_V, W_O)
-
-
-def qk_circuit(W_Q: torch.Tensor, W_K: torch.Tensor) -> FactoredMatrix:
-    """The QK circuit ``W_Q @ W_K^T`` of heads, factored."""
-    return FactoredMatrix(W_Q, W_K.transpose(-2, -1))
 
 
 class LayerStack:

@@ -51,13 +51,13 @@ import torch
 import transformers
 from jaxtyping import Float, Int
 from torch import nn
-from transformer_lens import ActivationCache, FactoredMatrix, HookedRootModule
+from transformer_lens import ActivationCache, HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
 from videolens.adapters.protocol import VideoLLMAdapter, adapter_for, get_path
 from videolens.core import attention as _attention
 from videolens.core.attention import ATTN_IMPLEMENTATION, KVStore, LayerCall
-from videolens.core.blocks import Embed, HookedBlock, LayerStack, NormHooks, Unembed, ov_circuit, qk_circuit
+from videolens.core.blocks import CircuitViews, Embed, HookedBlock, LayerStack, NormHooks, Unembed
 from videolens.core.config import VideoLLMConfig
 from videolens.core.layout import TokenLayout
 from videolens.core.prompt import PromptBatch, VideoPrompt, build_prompt, collate
@@ -134,7 +134,7 @@ def _as_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
     return value
 
 
-class HookedVideoLLM(HookedRootModule):
+class HookedVideoLLM(HookedRootModule, CircuitViews):
     """A Hugging Face VideoLLM with TransformerLens hooks, token layouts and interventions.
 
     Create it with :meth:`from_pretrained` (a hub id or a local folder) or :meth:`from_hf`
@@ -603,16 +603,6 @@ class HookedVideoLLM(HookedRootModule):
     W_out = LayerStack("mlp")  # (layer, d_mlp, d_model)
     b_in = LayerStack("mlp")  # (layer, d_mlp)
     b_out = LayerStack("mlp")  # (layer, d_model)
-
-    @property
-    def OV(self) -> FactoredMatrix:
-        """Every head's OV circuit, ``(layer, head, d_model, d_model)``, factored."""
-        return ov_circuit(self.W_V, self.W_O)
-
-    @property
-    def QK(self) -> FactoredMatrix:
-        """Every head's QK circuit (before rotary), ``(layer, head, d_model, d_model)``, factored."""
-        return qk_circuit(self.W_Q, self.W_K)
 
     def tokens_to_residual_directions(
         self, tokens: str | int | Sequence[int] | torch.Tensor
