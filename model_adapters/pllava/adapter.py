@@ -16,7 +16,7 @@ from typing import Any
 
 from model_adapters.pllava.tiny import TOKENIZER, tiny_config, tiny_processor
 from videolens.adapters import VideoLLMAdapter, VideoStructure, register_adapter
-from videolens.errors import LayoutError, UnsupportedModelError
+from videolens.errors import LayoutError
 from videolens.testing.spec import LayoutFacts, SupportRow, TinySpec
 
 
@@ -29,6 +29,8 @@ def _pool_bins(n_in: int, n_out: int) -> list[tuple[int, ...]]:
 class PllavaAdapter(VideoLLMAdapter):
     architectures = ("PllavaForConditionalGeneration",)
     family = "pllava"
+    #: The video is spliced in at the ``<image>`` placeholder tokens.
+    video_token_attrs = ("image_token_index", "image_token_id")
     language_model = "language_model.model"
     lm_head = "language_model.lm_head"
     vision_tower = "vision_tower"
@@ -54,13 +56,6 @@ class PllavaAdapter(VideoLLMAdapter):
             'config says `model_type` "llava" with `architectures` `["PllavaForConditionalGeneration"]`'
         ),
     )
-
-    def video_token_id(self, config: Any) -> int:
-        for name in ("image_token_index", "image_token_id"):
-            value = getattr(config, name, None)
-            if value is not None:
-                return int(value)
-        raise UnsupportedModelError(f"{type(config).__name__} names no image token id.")
 
     def video_structure(self, config: Any, inputs: dict[str, Any], item: int, n_tokens: int) -> VideoStructure:
         from model_adapters.pllava.modeling import pooling_shape

@@ -101,6 +101,8 @@ class VideoLLMAdapter:
     architectures: ClassVar[tuple[str, ...]] = ()
     #: Short family name shown in ``model.cfg``.
     family: ClassVar[str] = ""
+    #: Config attributes that may hold the video token id, tried in order.
+    video_token_attrs: ClassVar[tuple[str, ...]] = ("video_token_id", "video_token_index")
     #: Path of the decoder stack (``.layers``, ``.norm``, ``.rotary_emb``, ``.embed_tokens``).
     language_model: ClassVar[HFPath] = "model.language_model"
     lm_head: ClassVar[HFPath] = "lm_head"
@@ -164,11 +166,14 @@ class VideoLLMAdapter:
         return getattr(config, "text_config", config)
 
     def video_token_id(self, config: Any) -> int:
-        for name in ("video_token_id", "video_token_index"):
+        """The id of the tokens the video features replace: the first of :attr:`video_token_attrs` the config sets."""
+        for name in self.video_token_attrs:
             value = getattr(config, name, None)
             if value is not None:
                 return int(value)
-        raise UnsupportedModelError(f"{type(config).__name__} names no video token id.")
+        raise UnsupportedModelError(
+            f"{type(config).__name__} names no video token id (none of {', '.join(self.video_token_attrs)})."
+        )
 
     def placeholder_token_id(self, processor: Any, config: Any) -> int:
         """The token the prompt text carries for the video before the processor expands it."""

@@ -63,7 +63,7 @@ from videolens.core.layout import TokenLayout
 from videolens.core.prompt import PromptBatch, VideoPrompt, build_prompt, collate
 from videolens.core.vision import VisionHooks
 from videolens.errors import InputError, LayerRangeError, LayoutError, UnsupportedModelError, VideoLensError
-from videolens.interventions.knockout import EdgeKnockout, blocked_masks, check_interventions
+from videolens.interventions.knockout import EdgeKnockout, attendable_keys, blocked_masks, check_interventions
 
 PromptLike = VideoPrompt | Sequence[VideoPrompt] | PromptBatch
 
@@ -517,9 +517,7 @@ class HookedVideoLLM(HookedRootModule, CircuitViews):
         base = valid = None
         if batch.padded:
             valid = batch.inputs["attention_mask"].to(device).bool()
-            eye = torch.eye(n, dtype=torch.bool, device=device)
-            causal = torch.ones(n, n, dtype=torch.bool, device=device).tril()
-            base = (causal & (valid[:, None, :] | eye))[:, None]
+            base = attendable_keys(torch.ones(n, n, dtype=torch.bool, device=device).tril(), valid)
         blocked: dict[int, torch.Tensor] = {}
         if interventions:
             blocked = blocked_masks(

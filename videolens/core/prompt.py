@@ -17,7 +17,6 @@ of docs/layout.md ("Whitespace and separators at group boundaries").
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from jinja2 import TemplateError
 from videolens.adapters.protocol import VideoLLMAdapter
 from videolens.core.layout import LETTERS, FrameUnit, TokenLayout
 from videolens.errors import LayoutError
-from videolens.io.video import Video, as_frames
+from videolens.io.video import Video, as_frames, check_rate
 
 #: The system prompt of the paper's multiple-choice evaluation (MVBench-style).
 PAPER_SYSTEM = (
@@ -253,13 +252,7 @@ def resolve_answer(options: Sequence[str] | None, answer: int | str | None) -> i
 
 def check_fps(fps: object) -> float | None:
     """A frame rate that is a finite positive number (None stays None)."""
-    if fps is None:
-        return None
-    if isinstance(fps, bool) or not isinstance(fps, (int, float, np.integer, np.floating)):
-        raise LayoutError(f"fps={fps!r} is not a number; pass the frames' sampling rate in frames per second.")
-    if not math.isfinite(float(fps)) or float(fps) <= 0:
-        raise LayoutError(f"fps={fps!r} must be a finite number above 0 (frames per second).")
-    return float(fps)
+    return check_rate(fps, LayoutError, "the frames' sampling rate")
 
 
 def check_user_text(tokenizer: Any, placeholder: str | None, **texts: str | None) -> None:

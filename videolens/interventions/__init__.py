@@ -1,5 +1,5 @@
 """Interventions on a forward pass: attention-edge knockouts and their compiled masks."""
 
-from videolens.interventions.knockout import EdgeKnockout, blocked_masks, check_layers
+from videolens.interventions.knockout import EdgeKnockout, attendable_keys, blocked_masks, check_layers
 
-__all__ = ["EdgeKnockout", "blocked_masks", "check_layers"]
+__all__ = ["EdgeKnockout", "attendable_keys", "blocked_masks", "check_layers"]

@@ -323,14 +323,19 @@ def _check_blocks_something(part: _Edges, mask: torch.Tensor, causal: torch.Tens
 def _attendable(
     cache: dict, seq_len: int, device: torch.device | str, valid: torch.Tensor | None
 ) -> Bool[torch.Tensor, "batch_or_1 1 q_pos k_pos"]:
-    """Keys each query may attend before any knockout: causal, and only real keys in a padded batch.
-
-    A padding query keeps itself (it attends nothing else), as the forward's own mask does.
-    """
+    """Keys each query may attend before any knockout (the causal triangle, cached; see :func:`attendable_keys`)."""
     causal = cache.setdefault("causal", torch.ones(seq_len, seq_len, dtype=torch.bool, device=device).tril())
-    if valid is None:
-        return causal
+    return causal if valid is None else attendable_keys(causal, valid)
+
+
+def attendable_keys(
+    causal: Bool[torch.Tensor, "q_pos k_pos"], valid: Bool[torch.Tensor, "batch k_pos"]
+) -> Bool[torch.Tensor, "batch 1 q_pos k_pos"]:
+    """The keys each query of a padded batch may attend: causal and real; a padding query keeps itself.
+
+    The forward's base mask for a padded batch, and what "a query has something left to
+    attend to" is checked against (padding keys never count).
+    """
     valid = valid.to(device=causal.device, dtype=torch.bool)
-    eye = torch.eye(seq_len, dtype=torch.bool, device=causal.device)
-    pad_rows = ~valid[:, None, :, None] & eye
-    return (causal & valid[:, None, None, :]) | pad_rows
+    eye = torch.eye(causal.shape[-1], dtype=torch.bool, device=causal.device)
+    return (causal & valid[:, None, None, :]) | (~valid[:, None, :, None] & eye)

@@ -157,15 +157,24 @@ def _check_bounds(start: object, end: object) -> tuple[Fraction | None, Fraction
     return lo, hi
 
 
-def _check_fps(fps: object) -> Fraction | None:
-    """The frame rate of an image folder, exactly as spelled."""
+def check_rate(fps: object, error: type[Exception], meaning: str) -> float | None:
+    """A frame rate that is a finite number above 0 (None stays None); ``error`` names what is wrong.
+
+    ``meaning`` says what the rate is, for the message (e.g. "the folder's frame rate").
+    """
     if fps is None:
         return None
     if isinstance(fps, bool) or not isinstance(fps, (int, float, np.integer, np.floating)):
-        raise VideoDecodeError(f"fps={fps!r} is not a number; pass the folder's frame rate in frames per second.")
-    if not math.isfinite(float(fps)) or fps <= 0:
-        raise VideoDecodeError(f"fps={fps!r} must be a finite number above 0 (frames per second).")
-    return Fraction(str(float(fps)))
+        raise error(f"fps={fps!r} is not a number; pass {meaning} in frames per second.")
+    if not math.isfinite(float(fps)) or float(fps) <= 0:
+        raise error(f"fps={fps!r} must be a finite number above 0 (frames per second).")
+    return float(fps)
+
+
+def _check_fps(fps: object) -> Fraction | None:
+    """The frame rate of an image folder, exactly as spelled."""
+    rate = check_rate(fps, VideoDecodeError, "the folder's frame rate")
+    return None if rate is None else Fraction(str(rate))
 
 
 # ---------------------------------------------------------------------------------------
