@@ -233,6 +233,8 @@ def _bad_contract_cases(tmp_path):
         (["flow", "--model", str(tmp_path / "not-a-model")], "is a folder but not a saved model (no config.json)"),
         (["flow", "--dtype", "int8"], "invalid choice: 'int8'"),
         (["flow", "--device", "foo"], "--device 'foo' is not a device"),
+        (["flow", "--device", "cpu", "--device-map", "auto"], "both say where the model goes"),
+        (["flow", "--device-map", "everywhere"], "invalid choice: 'everywhere'"),
         (["flow", "--out", str(tmp_path / "a-file")], "is a file; pass a folder"),
         (["flow", "--out", str(tmp_path / "a-file" / "sub")], "a-file is a file, not a folder"),
         (["flow", *video, "--question", "<video> Which way?"], "--question contains '<video>'"),

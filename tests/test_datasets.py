@@ -160,6 +160,23 @@ def test_longvideobench_candidates_or_option_columns(tmp_path):
     assert [s.id for s in load_dataset("longvideobench", root, tasks=[2])] == ["86CxyhFV9MI_0"]  # id 2 = O2E
 
 
+def test_longvideobench_strides_frames_over_the_annotated_duration_like_its_loader(tmp_path):
+    root = tmp_path / "LongVideoBench"
+    write_json(
+        root / "lvb_val.json",
+        [{"video_path": "v.mp4", "question": "What comes next?", "candidates": ["a", "b"], "correct_choice": 0,
+          "question_category": "O2E", "duration": 2.9, "id": "v_0"}],
+    )  # fmt: skip
+    clip(root / "videos" / "v.mp4", n_frames=40)  # 4 s at 10 fps; the annotation covers the first 2.9 s
+    (sample,) = load_dataset("longvideobench", root)
+    assert (sample.sampling, sample.end) == ("strided", 2.9)
+    frames = sample.decoded().video.frames
+    # LongVideoBench's loader: valid = int(duration * fps) frames, index = int(valid / n) * i.
+    valid = int(2.9 * FPS)
+    expected = [int(valid / 8) * i for i in range(8)]
+    assert [read_code(f) for f in frames] == expected == [0, 3, 6, 9, 12, 15, 18, 21]
+
+
 def test_nextqa_csv_with_video_id_map(tmp_path):
     root = tmp_path / "nextqa"
     root.mkdir()
@@ -340,5 +357,10 @@ def test_videomme_prompts_end_with_its_answer_prefix(tmp_path):
     (sample,) = load_dataset("videomme", root)
     model = HookedVideoLLM.from_pretrained("videolens/toy-moving-shapes")
     prompt = prompt_for(model, sample)
-    assert prompt.text.endswith("ASSISTANT:Best option:") and "(B) right" in prompt.text
+    assert prompt.text.endswith("ASSISTANT:Best option:")
+    assert "\nA. left\nB. right\n" in prompt.text and "(B)" not in prompt.text  # the benchmark's own style
     assert prompt.answer == 1 and len(set(option_token_ids(model, prompt))) == 2
+    spans = [model.to_string(prompt.input_ids[0, prompt.layout[f"option({k})"]]) for k in range(2)]
+    assert [span.strip() for span in spans] == ["A. left", "B. right"]  # each option group is its own line
+    default = prompt_for(model, sample, option_style="(A)")  # the caller's choice wins over the benchmark's
+    assert "(B) right" in default.text

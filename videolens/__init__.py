@@ -97,3 +97,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     )
     from videolens.interventions.knockout import EdgeKnockout
     from videolens.io.video import Video, load_video
+
+# Pathway discovery (videolens.discovery).
+_EXPORTS.update({"GroupPathway": "discovery.spec", "discover_pathway": "discovery.search"})
+__all__ += ["GroupPathway", "discover_pathway"]

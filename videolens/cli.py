@@ -39,7 +39,7 @@ from videolens.models import DEFAULT_MODEL, SHIPPED
 NO_TRUTH_NEEDED = ("lens", "info")
 TARGET_NAMES = ("cross-frame", "vql-to-ql", "question-and-options-to-last", "vq-to-true-opt")
 #: Commands whose results are a resumable run (manifest + per-sample records).
-RUN_COMMANDS = ("flow", "pathways", "answer-prob")
+RUN_COMMANDS = ("flow", "pathways", "answer-prob", "discover")
 DTYPES = ("float32", "bfloat16", "float16")
 SYNTHETIC_PER_TASK = {"demo": 10}
 #: Seconds to wait for the model hub before saying it cannot be reached.
@@ -68,6 +68,12 @@ def _model_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N, mps (default: cuda if available)")
     p.add_argument("--dtype", default=None, choices=DTYPES, help="default float32 on CPU, bfloat16 on GPU")
+    p.add_argument(
+        "--device-map",
+        default=None,
+        choices=("auto", "balanced", "balanced_low_0", "sequential"),
+        help="spread a model too big for one GPU over every visible GPU (accelerate); instead of --device",
+    )
 
 
 def _data_flags(p: argparse.ArgumentParser, sample_mode: bool) -> None:
@@ -114,6 +120,13 @@ def _parser() -> _Parser:
     p.add_argument("--layers", type=int, nargs="+", default=None, help="sweep positions (default: every layer)")
     p = command("pathways", "effective pathways and the random baseline", sample_mode=False, run=True)
     p.add_argument("--spec", default="7b", help="paper spec scaled to the model: 7b, 13b, internvl, videollama3")
+    p = command("discover", "find the sparsest effective pathway automatically", sample_mode=False, run=True)
+    p.add_argument("--tolerance", type=float, default=2.0, help="largest accuracy drop per task, points (default 2)")
+    p.add_argument("--criterion", choices=["answer", "prediction"], default="answer")
+    p.add_argument("--method", choices=["linear", "ig"], default="linear", help="attribution ordering the edges")
+    p.add_argument("--batch", type=int, default=8, help="prefixes confirmed per batched sweep (default 8)")
+    p.add_argument("--max-rounds", type=int, default=8, help="attribution rounds of the search (default 8)")
+    p.add_argument("--spec", default="7b", help="the paper's spec to compare with: 7b, 13b, internvl, videollama3")
     command("lens", "logit lens on video tokens and vocabulary frequency", sample_mode=False)
     command("answer-prob", "layer-wise probability of the true and false options", run=True)
     p = sub.add_parser("report", help="rebuild the CSV tables and report.html of a run from its results")
@@ -149,6 +162,12 @@ def _check_args(args: argparse.Namespace) -> None:
     ]:
         if value is not None and value < 1:
             raise CLIError(f"{name} {value} must be 1 or more.")
+    if args.command == "discover":
+        _check_discover(args)
+    if getattr(args, "device_map", None) and getattr(args, "device", None):
+        raise CLIError(
+            f"--device {args.device} and --device-map {args.device_map} both say where the model goes; give one."
+        )
     if getattr(args, "num_frames", 1) < 1:
         raise CLIError(f"--num-frames {args.num_frames} must be 1 or more.")
     if getattr(args, "seed", 0) < 0:
@@ -159,6 +178,18 @@ def _check_args(args: argparse.Namespace) -> None:
         _check_source(args)
     if getattr(args, "out", None) is not None:
         _check_writable(args.out)
+
+
+def _check_discover(args: argparse.Namespace) -> None:
+    from videolens.analyses.pathways import PAPER_PATHWAYS
+
+    if not args.tolerance >= 0:
+        raise CLIError(f"--tolerance {args.tolerance} must be 0 or more (accuracy points).")
+    for name, value in [("--batch", args.batch), ("--max-rounds", args.max_rounds)]:
+        if value < 1:
+            raise CLIError(f"{name} {value} must be 1 or more.")
+    if args.spec.strip().lower() not in PAPER_PATHWAYS:
+        raise CLIError(f"--spec {args.spec!r}: use one of {', '.join(PAPER_PATHWAYS)}.")
 
 
 def _check_source(args: argparse.Namespace) -> None:
@@ -349,7 +380,9 @@ def _load(args: argparse.Namespace, source: str, device: str) -> Any:
     from videolens.core.hooked import HookedVideoLLM
 
     try:
-        return HookedVideoLLM.from_pretrained(source, dtype=_dtype(args, device), device=device)
+        device_map = getattr(args, "device_map", None)
+        placed = {"device_map": device_map} if device_map else {"device": device}
+        return HookedVideoLLM.from_pretrained(source, dtype=_dtype(args, device), **placed)
     except OSError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CLIError(f"Could not load model {args.model!r}: {first}") from exc
@@ -395,6 +428,12 @@ def _arguments(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
         return chosen, [f"flow_{t}" for t in args.target]
     if args.command == "pathways":
         return {"spec": args.spec.strip().lower()}, ["pathways"]
+    if args.command == "discover":
+        keys = ("tolerance", "criterion", "method", "batch", "max_rounds")
+        return {**{k: getattr(args, k) for k in keys}, "spec": args.spec.strip().lower()}, [
+            "discover_search",
+            "discover",
+        ]
     return {"sample_mode": args.sample_mode}, ["answer_prob"]
 
 
@@ -430,8 +469,37 @@ def _compute(args: argparse.Namespace, model: Any, samples: list[Any], run: Any,
     elif args.command == "pathways":
         spec = PAPER_PATHWAYS[args.spec.strip().lower()].scaled(model.cfg.n_layers)
         effective_pathways(model, samples, spec, out=run, progress=progress)
+    elif args.command == "discover":
+        _discover(args, model, samples, run, progress)
     else:
         answer_probability(model, samples, sample_mode=args.sample_mode, out=run, progress=progress)
+
+
+def _discover(args: argparse.Namespace, model: Any, samples: list[Any], run: Any, progress: bool) -> None:
+    """The pathway search as a run (its rounds and evaluation recorded), plus its pathway, curve and plots."""
+    import json
+
+    from videolens.analyses import PAPER_PATHWAYS
+    from videolens.discovery import discover_pathway
+    from videolens.runs.report import write_csv, write_html
+    from videolens.viz.discovery import plot_pathway_map, plot_sparsity_curve
+
+    if run.world_size > 1:
+        raise CLIError("`videolens discover` searches over all samples at once; run it in one process.")
+    spec = PAPER_PATHWAYS[args.spec.strip().lower()].scaled(model.cfg.n_layers)
+    found = discover_pathway(
+        model, samples, tolerance=args.tolerance, criterion=args.criterion, method=args.method, batch=args.batch,
+        max_rounds=args.max_rounds, paper_spec=spec, seed=args.seed, out=run, progress=progress,
+    )  # fmt: skip
+    folder = run.folder
+    (folder / "pathway.json").write_text(json.dumps(found.pathway.to_json(), indent=1))
+    write_csv(found.summary, folder / "discover_summary.csv")
+    write_csv(found.curve, folder / "discover_curve.csv")
+    figures = [plot_pathway_map(found.pathway, found.paper_share), plot_sparsity_curve(found.curve, found.summary)]
+    write_html(figures, folder / "discovery.html", "videolens discover", [repr(found.pathway)])
+    print(found.summary.to_string(index=False))
+    print(f"search: {found.n_exact_per_sample} exact forwards per sample (a single-edge sweep: "
+          f"{found.n_brute_force_per_sample}), {found.seconds:.0f}s")  # fmt: skip
 
 
 def _run(args: argparse.Namespace, samples: list[Any], source: str, device: str) -> int:

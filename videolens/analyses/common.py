@@ -40,7 +40,8 @@ def prompt_for(model: HookedVideoLLM, sample: Sample | VideoPrompt, **prepare_kw
     """The paper-format prompt of a sample (a prepared prompt is used as it is).
 
     A sample whose video is still a path is decoded here; its own answer prefix (e.g.
-    Video-MME's ``"Best option:"``) is used unless ``answer_prefix=`` is given.
+    Video-MME's ``"Best option:"``) and option style (Video-MME's ``A. text``) are used unless
+    ``answer_prefix=`` / ``option_style=`` are given.
     """
     if isinstance(sample, VideoPrompt):
         if sample.answer is None:
@@ -54,6 +55,8 @@ def prompt_for(model: HookedVideoLLM, sample: Sample | VideoPrompt, **prepare_kw
     sample = sample.decoded()
     prepare_kwargs.setdefault("answer_prefix", sample.answer_prefix or PAPER_ANSWER_PREFIX)
     prepare_kwargs.setdefault("system", PAPER_SYSTEM)
+    if sample.option_style is not None:
+        prepare_kwargs.setdefault("option_style", sample.option_style)
     return model.prepare(sample.video, sample.question, list(sample.options), answer=sample.answer, **prepare_kwargs)
 
 

@@ -63,7 +63,9 @@ class LayerCall:
         layer: the layer index.
         hooks: the layer's attention hook points.
         allowed: ``(batch, 1 or head, q_pos, k_pos)`` True where a query may attend a key,
-            or ``None`` for a plain causal pass over the whole sequence.
+            or ``None`` for a plain causal pass over the whole sequence. It may also be an
+            additive bias already in the kernel's form (0 allowed, ``-inf`` blocked; the
+            sweep engine builds those once per mask on CUDA).
         past: keys/values of earlier positions to prepend (generation, sweeps), or None.
         store: where to put this layer's full keys/values, or None.
     """
@@ -139,6 +141,8 @@ def videolens_attention(
     q_len, k_len = query.shape[2], key.shape[2]
     allowed = call.allowed
     pattern = None
+    if explicit:
+        allowed = _as_bool(allowed)
     if not explicit:
         if allowed is None and q_len != k_len:
             allowed = causal_allowed(q_len, k_len, query.device)[None, None]
@@ -170,11 +174,22 @@ def _kernel_mask(allowed: torch.Tensor | None, query: torch.Tensor) -> torch.Ten
     fallback; an additive mask in the query dtype whose rows are 8-aligned in memory keeps
     it on the memory-efficient kernel. On the CPU the boolean mask is used as it is.
     """
-    if allowed is None or not query.is_cuda:
+    if allowed is None or allowed.is_floating_point() or not query.is_cuda:
         return allowed
     n = allowed.shape[-1]
     bias = torch.zeros(*allowed.shape[:-1], n + (-n) % 8, dtype=query.dtype, device=query.device)[..., :n]
     return bias.masked_fill_(~allowed, float("-inf"))
+
+
+def _as_bool(allowed: torch.Tensor | None) -> Bool[torch.Tensor, "batch head_or_1 q_pos k_pos"] | None:
+    """An allowed mask as booleans (an additive bias is allowed where it is 0)."""
+    if allowed is None or not allowed.is_floating_point():
+        return allowed
+    return allowed == 0
+
+
+# The most attention scores (conditions x heads x queries x keys) one slice of the shared-prefix path holds.
+_SCORE_BUDGET = 2**26
 
 
 def _attend_shared_prefix(
@@ -187,21 +202,40 @@ def _attend_shared_prefix(
     scaling: float,
     n_rep: int,
 ) -> Float[torch.Tensor, "batch head q_pos d_head"]:
-    """Attention over [shared prefix, own keys], the prefix broadcast over the batch (not copied)."""
-    q_len, prefix = query.shape[2], past_k.shape[2]
-    kp, vp = _repeat_kv(past_k, n_rep), _repeat_kv(past_v, n_rep)
-    scores = (
-        torch.cat(
-            [torch.matmul(query, kp.transpose(2, 3)), torch.matmul(query, _repeat_kv(key, n_rep).transpose(2, 3))],
-            dim=-1,
-        )
-        * scaling
-    )
+    """Attention over [shared prefix, own keys], the prefix shared by the batch (never copied per row).
+
+    The queries of all rows are stacked into one ``(head, batch x q_pos, d_head)`` matrix
+    per head, so the scores against the prefix are one matrix product per head; a
+    broadcast ``matmul`` against a batch-1 prefix would first copy the prefix once per
+    row (a gigabyte per layer for a hundred conditions over a long video). Rows are
+    taken in slices of at most ``_SCORE_BUDGET`` scores to bound memory. ``allowed`` is
+    boolean or an additive bias (0 allowed, ``-inf`` blocked).
+    """
+    b, h, q_len, d = query.shape
+    prefix = past_k.shape[2]
+    kp, vp = _repeat_kv(past_k, n_rep)[0], _repeat_kv(past_v, n_rep)[0]  # (head, prefix, d_head)
+    k_own, v_own = _repeat_kv(key, n_rep), _repeat_kv(value, n_rep)
     if allowed is None:
         allowed = causal_allowed(q_len, prefix + q_len, query.device)[None, None]
-    scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
-    pattern = F.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
-    return torch.matmul(pattern[..., :prefix], vp) + torch.matmul(pattern[..., prefix:], _repeat_kv(value, n_rep))
+    step = max(1, _SCORE_BUDGET // (h * q_len * (prefix + q_len)))
+    out = []
+    for s in range(0, b, step):
+        qs = query[s : s + step]
+        rows = qs.shape[0]
+        stacked = qs.transpose(0, 1).reshape(h, rows * q_len, d)
+        to_prefix = torch.matmul(stacked, kp.transpose(1, 2)).view(h, rows, q_len, prefix).transpose(0, 1)
+        to_own = torch.matmul(qs, k_own[s : s + step].transpose(2, 3))
+        scores = torch.cat([to_prefix, to_own], dim=-1) * scaling
+        mask = allowed if allowed.shape[0] == 1 else allowed[s : s + step]
+        if mask.is_floating_point():
+            scores = scores + mask
+        else:
+            scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+        pattern = F.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+        weights = pattern[..., :prefix].transpose(0, 1).reshape(h, rows * q_len, prefix)
+        from_prefix = torch.matmul(weights, vp).view(h, rows, q_len, d).transpose(0, 1)
+        out.append(from_prefix + torch.matmul(pattern[..., prefix:], v_own[s : s + step]))
+    return out[0] if len(out) == 1 else torch.cat(out)
 
 
 def register() -> None:

@@ -18,6 +18,7 @@ Axis glossary: ``batch``, ``pos``, ``head``, ``kv_head``, ``d_model``, ``d_head`
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import einops
@@ -27,6 +28,7 @@ from torch import nn
 from transformer_lens import FactoredMatrix
 from transformer_lens.hook_points import HookPoint
 
+from videolens.core.placement import execution_device, onloaded, to_device
 from videolens.errors import UnsupportedModelError
 
 if TYPE_CHECKING:
@@ -85,8 +87,9 @@ class NormHooks(_HFRef):
         return self.hook_normalized(normed.to(dtype))
 
     def weighted(self, normalized: Float[torch.Tensor, "... d_model"]) -> Float[torch.Tensor, "... d_model"]:
-        """HF's norm output: the weight times the normalized stream."""
-        return self.w * normalized
+        """HF's norm output: the weight times the normalized stream (an offloaded weight is loaded for it)."""
+        with onloaded(self.hf_module):
+            return to_device(self.w, normalized.device) * normalized
 
     def fold(self, weight: Float[torch.Tensor, "d_model out"]) -> Float[torch.Tensor, "d_model out"]:
         """A ``(d_model, out)`` weight with this norm's weight folded into its rows."""
@@ -298,7 +301,8 @@ class LayerStack:
     def __get__(self, model, owner=None):
         if model is None:
             return self
-        return torch.stack([getattr(getattr(block, self.part), self.name) for block in model.blocks])
+        device = model.cfg.device  # layers of a model spread over devices are gathered on its main one
+        return torch.stack([to_device(getattr(getattr(block, self.part), self.name), device) for block in model.blocks])
 
 
 def _per_head_hook(hook: HookPoint, heads: int):
@@ -336,6 +340,11 @@ class HookedBlock(_HFRef):
     def hf_layer(self) -> nn.Module:
         return self.hf_module
 
+    @property
+    def device(self) -> torch.device:
+        """Where this layer computes (its accelerate execution device when the model is dispatched)."""
+        return execution_device(self.hf_layer) or torch.device("cpu")
+
     def attach(self) -> list:
         """PyTorch hooks on this layer's HF projections for the hook points in use."""
         return self.attn.attach() + self.mlp.attach()
@@ -346,6 +355,12 @@ class HookedBlock(_HFRef):
         call: LayerCall,
         position_embeddings: tuple[torch.Tensor, torch.Tensor],
     ) -> Float[torch.Tensor, "batch pos d_model"]:
+        device = self.device
+        if resid.device != device:  # a model spread over devices (device_map): move in, as accelerate would
+            resid = resid.to(device)
+            position_embeddings = tuple(to_device(t, device) for t in position_embeddings)
+        if call.allowed is not None and call.allowed.device != device:
+            call = replace(call, allowed=call.allowed.to(device))
         handles = self.attach()  # only for hook points in use; removed right after this layer
         try:
             resid = self.hook_resid_pre(resid)

@@ -60,6 +60,7 @@ from videolens.core.attention import ATTN_IMPLEMENTATION, KVStore, LayerCall
 from videolens.core.blocks import CircuitViews, Embed, HookedBlock, LayerStack, NormHooks, Unembed
 from videolens.core.config import VideoLLMConfig
 from videolens.core.layout import TokenLayout
+from videolens.core.placement import devices_of, execution_device, is_dispatched, main_device
 from videolens.core.prompt import PromptBatch, VideoPrompt, build_prompt, collate
 from videolens.core.vision import VisionHooks
 from videolens.errors import InputError, LayerRangeError, LayoutError, UnsupportedModelError, VideoLensError
@@ -173,7 +174,7 @@ class HookedVideoLLM(HookedRootModule, CircuitViews):
             family=a.family,
             architecture=type(hf_model).__name__,
             dtype=param.dtype,
-            device=param.device,
+            device=main_device(hf_model),  # a dispatched model's first computing device (inputs go there)
             video_token_id=a.video_token_id(hf_model.config),
             d_mlp=getattr(tc, "intermediate_size", 0),
             act_fn=str(getattr(tc, "hidden_act", "silu")),
@@ -209,6 +210,7 @@ class HookedVideoLLM(HookedRootModule, CircuitViews):
         *,
         dtype: str | torch.dtype | None = None,
         device: str | torch.device | None = None,
+        device_map: str | dict[str, Any] | None = None,
         attn_implementation: str = "sdpa",
         **hf_kwargs: Any,
     ) -> HookedVideoLLM:
@@ -219,11 +221,22 @@ class HookedVideoLLM(HookedRootModule, CircuitViews):
                 :meth:`save_pretrained`, or the name of a model shipped with videolens.
             dtype: ``"float32"``, ``"bfloat16"``, ``"float16"`` or a torch dtype.
             device: where to put the model (``"cuda"``, ``"cpu"``).
+            device_map: accelerate's placement, passed to HF's loader: ``"auto"`` spreads a model
+                too big for one GPU over every visible GPU (then CPU and disk), or a dict
+                from module names to devices. Hooks, caches, knockouts, generation and the
+                sweep engine run across the devices; give either ``device`` or ``device_map``.
             attn_implementation: HF's implementation for the *vision* tower and for plain HF
                 calls; videolens uses its own for the language model during its calls.
         """
         from videolens.models import resolve_model_name
 
+        if device is not None and device_map is not None:
+            raise InputError(
+                f"device={device!r} and device_map={device_map!r} both say where the model goes; "
+                "give one (device_map='auto' spreads it over every visible GPU)."
+            )
+        if device_map is not None:
+            hf_kwargs["device_map"] = device_map
         source = resolve_model_name(str(name_or_path))
         config = transformers.AutoConfig.from_pretrained(source, **hf_kwargs)
         arch = (getattr(config, "architectures", None) or [type(config).__name__])[0]
@@ -272,10 +285,26 @@ class HookedVideoLLM(HookedRootModule, CircuitViews):
         return self
 
     def to(self, *args: Any, **kwargs: Any) -> HookedVideoLLM:
+        if is_dispatched(self.hf_model):
+            raise InputError(
+                "This model was placed by accelerate (device_map); moving it with .to() would break "
+                "that placement. Load it again with the device or device_map you want."
+            )
         self.hf_model.to(*args, **kwargs)
         param = next(self.hf_model.parameters())
         self.cfg.device, self.cfg.dtype = param.device, param.dtype
         return super().to(*args, **kwargs)
+
+    @property
+    def devices(self) -> list[torch.device]:
+        """Every device the model computes on (several with ``device_map``), main device first."""
+        found = devices_of(self.hf_model)
+        return [self.cfg.device] + sorted((d for d in found if d != self.cfg.device), key=str)
+
+    @property
+    def output_device(self) -> torch.device:
+        """Where logits come out: the unembedding's device."""
+        return execution_device(self.lm_head) or self.cfg.device
 
     def setup(self) -> None:
         """Index hook points of videolens' own tree only (the HF modules are left untouched)."""
@@ -351,6 +380,7 @@ class HookedVideoLLM(HookedRootModule, CircuitViews):
         fps: float | None = None,
         chat_template: str | None = None,
         prompt_format: str = "chat",
+        option_style: str = "(A)",
     ) -> VideoPrompt:
         """Build a prompt in the paper's multiple-choice format and its token layout.
 
@@ -358,7 +388,7 @@ class HookedVideoLLM(HookedRootModule, CircuitViews):
             video: a :class:`~videolens.Video` (from :func:`~videolens.load_video`), a
                 ``(T, H, W, 3)`` uint8 array or tensor, or a list of PIL images.
             question: the question text.
-            options: the answer options, shown as ``(A) ...`` lines.
+            options: the answer options, shown as ``(A) ...`` lines (``option_style="A."``: ``A. ...``).
             answer_prefix: text the assistant turn starts with, e.g. ``"Best option:("``.
             system: the system prompt (``videolens.core.prompt.PAPER_SYSTEM`` is the paper's).
             answer: the true option (index, letter or text); enables ``true_option`` groups.
@@ -372,6 +402,7 @@ class HookedVideoLLM(HookedRootModule, CircuitViews):
                 conversation string, ``"{system}\n USER: <video>\n USER: Question: ... ASSISTANT:Best option:("``,
                 for the families it evaluated (LLaVA-NeXT-Video, PLLaVA); system text, instruction and
                 answer prefix then default to the paper's.
+            option_style: ``"(A)"`` (the paper's) or ``"A."`` (the paper's Video-MME prompts).
         """
         return build_prompt(
             self.processor,
@@ -387,6 +418,7 @@ class HookedVideoLLM(HookedRootModule, CircuitViews):
             fps=fps,
             chat_template=chat_template,
             prompt_format=prompt_format,
+            option_style=option_style,
             made_for=self._signature(),
         )
 
@@ -493,13 +525,15 @@ class HookedVideoLLM(HookedRootModule, CircuitViews):
     def _embed(self, batch: PromptBatch, lm_in: LMInputs) -> Float[torch.Tensor, "batch pos d_model"]:
         input_ids = batch.inputs["input_ids"].to(self.cfg.device)
         text = self.hook_text_embed(self.embed(input_ids))
-        video_mask = input_ids == self.cfg.video_token_id
+        video_mask = (input_ids == self.cfg.video_token_id).to(text.device)
         counts = video_mask.sum(1)
         if not (counts == counts[0]).all():
             raise LayoutError("Prompts in one batch must have the same number of video tokens.")
-        video = lm_in.inputs_embeds[video_mask].view(input_ids.shape[0], int(counts[0]), -1)
+        video = lm_in.inputs_embeds[video_mask.to(lm_in.inputs_embeds.device)].view(
+            input_ids.shape[0], int(counts[0]), -1
+        )
         video = self.hook_video_embeds(video)
-        return self.hook_embed(text.masked_scatter(video_mask[..., None], video.to(text.dtype)))
+        return self.hook_embed(text.masked_scatter(video_mask[..., None], video.to(text.device, text.dtype)))
 
     def _check_layer(self, layer: int | None, name: str, allow_end: bool = True) -> int | None:
         if layer is None:
@@ -840,7 +874,9 @@ class HookedVideoLLM(HookedRootModule, CircuitViews):
 
         Args:
             names_filter: a hook name, a list of names, or ``fn(name) -> bool``; default all.
-            device: where to keep the cache (``"cpu"`` keeps GPU memory free).
+            device: where to keep the cache (``"cpu"`` keeps GPU memory free). A model spread over
+                several devices (``device_map``) gathers its cache on its main device by
+                default, so the cache's stacking tools (``accumulated_resid`` ...) work.
             remove_batch_dim: drop the batch axis (batch of one only).
             incl_bwd: also cache gradients (``name + "_grad"``): the output must be a scalar
                 to call ``backward()`` on, e.g. ``return_type="loss"``.
@@ -855,6 +891,8 @@ class HookedVideoLLM(HookedRootModule, CircuitViews):
             )
         from transformer_lens.utilities import Slice
 
+        if device is None and len(self.devices) > 1:
+            device = self.cfg.device
         cache_dict, fwd, bwd = self.get_caching_hooks(
             names_filter, incl_bwd, device, remove_batch_dim=remove_batch_dim, pos_slice=Slice.unwrap(pos_slice)
         )
@@ -896,7 +934,7 @@ class HookedVideoLLM(HookedRootModule, CircuitViews):
             raise InputError(f"top_k={top_k} is outside 1..{self.cfg.d_vocab} (the vocabulary size).")
         if return_type not in ("str", "tokens"):
             raise InputError(f"return_type={return_type!r}: use 'str' or 'tokens'.")
-        generator = torch.Generator(device=self.cfg.device).manual_seed(seed) if seed is not None else None
+        generator = torch.Generator(device=self.output_device).manual_seed(seed) if seed is not None else None
         eos_ids = self.eos_token_ids()
         eos = torch.tensor(eos_ids, dtype=torch.long, device=self.cfg.device)
         pad_id = self.tokenizer.pad_token_id
@@ -913,7 +951,7 @@ class HookedVideoLLM(HookedRootModule, CircuitViews):
             done = torch.zeros(bsz, dtype=torch.bool, device=device)
             out: list[torch.Tensor] = []
             for step in range(max_new_tokens):
-                token = self._pick(logits[:, -1], do_sample, temperature, top_k, generator)
+                token = self._pick(logits[:, -1], do_sample, temperature, top_k, generator).to(device)
                 if eos_ids:
                     token = torch.where(done, torch.full_like(token, fill), token)
                     done |= torch.isin(token, eos)
@@ -932,7 +970,9 @@ class HookedVideoLLM(HookedRootModule, CircuitViews):
                 resid = self.hook_embed(self.hook_text_embed(self.embed(token[:, None])))
                 pe = self.adapter.position_embeddings(self.language_model, resid, pos_ids)
                 at = slice(k_len - 1, k_len)  # a generated token: past the prompt, never visual
-                resid = self.run_layers(resid, pe, 0, self.cfg.n_layers, step_base, step_layers, store, store, extra, at)
+                resid = self.run_layers(
+                    resid, pe, 0, self.cfg.n_layers, step_base, step_layers, store, store, extra, at
+                )
                 logits = self.resid_to_logits(resid)
         tokens = torch.stack(out, dim=1)
         if return_type == "tokens":

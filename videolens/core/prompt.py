@@ -47,6 +47,10 @@ PAPER_FAMILIES = ("llava_next_video", "pllava")
 #: ``"chat"``: the model's chat template; ``"paper"``: the paper's exact conversation string.
 PromptFormat = Literal["chat", "paper"]
 PROMPT_FORMATS: tuple[str, ...] = ("chat", "paper")
+#: How option lines are written: ``"(A)"`` gives ``(A) text`` (the paper's default), ``"A."`` gives
+#: ``A. text`` (the paper's Video-MME prompts, as the benchmark writes its options).
+OptionStyle = Literal["(A)", "A."]
+OPTION_STYLES: tuple[str, ...] = ("(A)", "A.")
 
 _SYS = "\u27e6VLSYS\u27e7"
 _USER = "\u27e6VLUSER\u27e7"
@@ -168,8 +172,10 @@ class QuestionBlock(NamedTuple):
     options: list[tuple[int, int]]
 
 
-def question_block(question: str, options: Sequence[str] | None) -> QuestionBlock:
+def question_block(question: str, options: Sequence[str] | None, option_style: OptionStyle = "(A)") -> QuestionBlock:
     """The question text with its options, and the spans of the question sentence and of each option."""
+    if option_style not in OPTION_STYLES:
+        raise LayoutError(f"option_style={option_style!r} is not one of {', '.join(map(repr, OPTION_STYLES))}.")
     label = "Question: "
     text = label + question
     spans: list[tuple[int, int]] = []
@@ -178,7 +184,7 @@ def question_block(question: str, options: Sequence[str] | None) -> QuestionBloc
         for k, option in enumerate(options):
             text += "\n"
             start = len(text)
-            text += f"({LETTERS[k]}) {option}"
+            text += f"({LETTERS[k]}) {option}" if option_style == "(A)" else f"{LETTERS[k]}. {option}"
             spans.append((start, len(text)))
     return QuestionBlock(text, (len(label), len(label) + len(question)), spans)
 
@@ -443,6 +449,7 @@ def prompt_text(
     instruction: str | None = None,
     chat_template: str | None = None,
     prompt_format: PromptFormat = "chat",
+    option_style: OptionStyle = "(A)",
 ) -> PromptText:
     """The prompt text (before the processor expands the video) and where its parts are.
 
@@ -452,7 +459,7 @@ def prompt_text(
     """
     if prompt_format not in PROMPT_FORMATS:
         raise LayoutError(f"prompt_format={prompt_format!r} is not one of {', '.join(map(repr, PROMPT_FORMATS))}.")
-    block = question_block(question, options)
+    block = question_block(question, options, option_style)
     if instruction is None and (options or prompt_format == "paper"):
         instruction = PAPER_INSTRUCTION
     if prompt_format == "paper":
@@ -470,7 +477,9 @@ def prompt_text(
     return PromptText(text + (answer_prefix or ""), spans, block)
 
 
-def _default_system_span(processor: Any, rendered: str, video: str, chat_template: str | None) -> tuple[int, int] | None:
+def _default_system_span(
+    processor: Any, rendered: str, video: str, chat_template: str | None
+) -> tuple[int, int] | None:
     """Where a template's own default system text (Qwen's "You are a helpful assistant.") lies, if it writes one.
 
     The chat rendered without a system turn is compared with the chat rendered with a
@@ -484,7 +493,7 @@ def _default_system_span(processor: Any, rendered: str, video: str, chat_templat
         return None
     at = with_system.index(_SYS)
     head, tail = with_system[:at], with_system[at + len(_SYS) :]
-    if _FOLD and _FOLD in tail[:len(_FOLD)]:  # the template folded the system text into the user turn
+    if _FOLD and _FOLD in tail[: len(_FOLD)]:  # the template folded the system text into the user turn
         return None
     if not (rendered.startswith(head) and rendered.endswith(tail)) or len(rendered) <= len(head) + len(tail):
         return None
@@ -509,6 +518,7 @@ def build_prompt(
     fps: float | None = None,
     chat_template: str | None = None,
     prompt_format: PromptFormat = "chat",
+    option_style: OptionStyle = "(A)",
     made_for: tuple[str, int, int] | None = None,
 ) -> VideoPrompt:
     """Render, process and lay out one prompt. See :meth:`HookedVideoLLM.prepare`."""
@@ -531,7 +541,16 @@ def build_prompt(
     fps = _frame_rate(video, check_fps(fps), adapter)
 
     written = prompt_text(
-        processor, adapter, question, options, answer_prefix, system, instruction, chat_template, prompt_format
+        processor,
+        adapter,
+        question,
+        options,
+        answer_prefix,
+        system,
+        instruction,
+        chat_template,
+        prompt_format,
+        option_style,
     )
     text = written.text
     given, given_times = adapter.frames_for_processor(frames, timestamps)

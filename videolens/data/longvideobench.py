@@ -37,6 +37,16 @@ def _options(entry: Entry) -> list[str]:
     return kept
 
 
+def _duration(entry: Entry) -> float | None:
+    """The annotated duration in seconds: the clip LongVideoBench's loader strides over (None: the whole file)."""
+    value = entry.fields.get("duration")
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        return None
+    return seconds if seconds > 0 else None
+
+
 def read(root: Path, tasks: tuple[str, ...] | None) -> list[Sample]:
     path = require_file(root / ANNOTATION, "LongVideoBench validation annotations")
     out = []
@@ -51,6 +61,8 @@ def read(root: Path, tasks: tuple[str, ...] | None) -> list[Sample]:
                 task=entry.text("question_category"),
                 id=entry.text("id") if entry.has("id") else f"lvb/{entry.position}",
                 meta={key: entry.fields.get(key) for key in ("duration_group", "duration", "topic_category")},
+                end=_duration(entry),
+                sampling="strided",
             )
         )
     return out
@@ -65,8 +77,8 @@ BENCHMARK = register(
         layout="<root>/lvb_val.json and <root>/videos/<video_path>",
         paper_tasks=("O2E", "O3O", "SOS"),
         note=(
-            "Frames are segment midpoints of the whole video; the paper's LongVideoBench runs sampled strided "
-            "frames (a frame every duration / N seconds from the start), which load_video does not offer."
+            "Frames are strided as LongVideoBench's own loader strides them (every s-th frame of the annotated "
+            "duration from the start, s = frames // N), which the paper's LongVideoBench runs used."
         ),
     )
 )

@@ -40,6 +40,11 @@ class Sample:
         fps: the frame rate of a frame-folder video (frame ``i`` is at ``i / fps`` s).
         answer_prefix: the text the answer starts with, where the benchmark has its own
             (Video-MME: ``"Best option:"``); None uses the paper's ``"Best option:("``.
+        sampling: how frames are chosen (see :func:`~videolens.load_video`), where the
+            benchmark has its own rule (LongVideoBench: ``"strided"``); None: the paper's
+            ``"segment_midpoint"``.
+        option_style: how the options are written, where the benchmark has its own style
+            (Video-MME: ``"A."``, giving ``A. text``); None uses the paper's ``"(A)"``.
     """
 
     video: Any
@@ -54,6 +59,8 @@ class Sample:
     num_frames: int | None = None
     fps: float | None = None
     answer_prefix: str | None = None
+    option_style: str | None = None
+    sampling: str | None = None
 
     @property
     def is_lazy(self) -> bool:
@@ -76,7 +83,7 @@ class Sample:
             video = load_video(
                 self.video,
                 num_frames=self.num_frames or PAPER_NUM_FRAMES,
-                sampling="segment_midpoint",
+                sampling=self.sampling or "segment_midpoint",
                 start=self.start,
                 end=self.end,
                 fps=self.fps,

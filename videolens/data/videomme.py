@@ -7,9 +7,9 @@ Layout (the Hugging Face dataset ``lmms-lab/Video-MME`` as downloaded)::
 
 Each row has ``videoID``, ``question_id``, ``task_type``, ``duration`` (short, medium,
 long), ``question``, ``options`` written ``"A. ..."`` and ``answer`` (the letter). The
-paper prompts Video-MME with the answer prefix ``Best option:`` (no parenthesis) and
-reads the option letter after it; it plots Action Recognition (id 1) and Spatial
-Perception (id 8). Subtitles are not used.
+paper prompts Video-MME with options written ``A. text`` and the answer prefix
+``Best option:`` (no parenthesis), and reads the option letter after it; it plots Action
+Recognition (id 1) and Spatial Perception (id 8). Subtitles are not used.
 """
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ TASKS = (
 )
 #: The answer prefix of the paper's Video-MME prompts.
 ANSWER_PREFIX = "Best option:"
+#: Options are written as the benchmark (and the paper's Video-MME prompts) write them: ``A. text``.
+OPTION_STYLE = "A."
 HOLDS = "videoID, question_id, task_type, question, options ('A. ...') and answer (a letter)"
 _ANNOTATIONS = ("videomme/*.parquet", "*.parquet", "videomme/*.json", "*.json", "videomme/*.jsonl", "*.jsonl")
 _VIDEO_SUFFIXES = (".mp4", ".MP4", ".mkv")
@@ -87,6 +89,7 @@ def read(root: Path, tasks: tuple[str, ...] | None) -> list[Sample]:
                     id=entry.text("question_id"),
                     meta={key: entry.fields.get(key) for key in ("duration", "domain", "sub_category", "videoID")},
                     answer_prefix=ANSWER_PREFIX,
+                    option_style=OPTION_STYLE,
                 )
             )
     return out
@@ -101,8 +104,8 @@ BENCHMARK = register(
         layout="<root>/videomme/test-00000-of-00001.parquet and <root>/data/<videoID>.mp4",
         paper_tasks=("Action Recognition", "Spatial Perception"),
         note=(
-            "Options are shown as '(A) text' lines, the one option format videolens' prompt builder has; "
-            "the paper's Video-MME prompts wrote them 'A. text'. The answer prefix is the paper's 'Best option:'."
+            "Options are shown as 'A. text' lines and the answer prefix is 'Best option:', as in the paper's "
+            "Video-MME prompts."
         ),
     )
 )

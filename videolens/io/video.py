@@ -29,8 +29,8 @@ from jaxtyping import Float, Int, UInt8
 
 from videolens.errors import VideoDecodeError
 
-Sampling = Literal["uniform", "segment_midpoint"]
-SAMPLINGS: tuple[str, ...] = ("uniform", "segment_midpoint")
+Sampling = Literal["uniform", "segment_midpoint", "strided"]
+SAMPLINGS: tuple[str, ...] = ("uniform", "segment_midpoint", "strided")
 
 #: File suffixes read as frames when ``load_video`` is given a folder.
 IMAGE_SUFFIXES: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"})
@@ -132,7 +132,7 @@ def _check_num_frames(num_frames: object) -> int | None:
 
 def _check_sampling(sampling: object) -> str:
     if sampling not in SAMPLINGS:
-        raise VideoDecodeError(f"Unknown sampling {sampling!r}; use 'uniform' or 'segment_midpoint'.")
+        raise VideoDecodeError(f"Unknown sampling {sampling!r}; use 'uniform', 'segment_midpoint' or 'strided'.")
     return str(sampling)
 
 
@@ -241,7 +241,9 @@ def select_frames(
         sampling: ``"uniform"``: the frames nearest ``num_frames`` evenly spaced times from
             the clip's first to its last frame time. ``"segment_midpoint"``: split the clip
             ``[start, end)`` into ``num_frames`` equal segments and take the frame on screen
-            at each segment's midpoint (the paper's sampling).
+            at each segment's midpoint (the paper's sampling). ``"strided"``: every
+            ``s``-th frame of the clip from its first, ``s = clip frames // num_frames``
+            (LongVideoBench's own loader, which the paper's LongVideoBench runs used).
         start, end: the clip in seconds; a frame belongs to it when its time is in
             ``[start, end)``. Defaults: the first frame's time and ``video_end``.
 
@@ -262,6 +264,9 @@ def select_frames(
         first, last = times[lo], times[hi - 1]
         steps = max(num_frames - 1, 1)
         return [_nearest(times, first + (last - first) * k / steps, lo, hi) for k in range(num_frames)]
+    if sampling == "strided":
+        stride = (hi - lo) // num_frames
+        return [lo + stride * k for k in range(num_frames)]
     clip_start = times[0] if start is None else max(start, times[0])
     clip_end = video_end if end is None else min(end, video_end)
     segment = (clip_end - clip_start) / num_frames
@@ -648,6 +653,8 @@ def load_video(
         sampling: ``"uniform"``: the frames nearest evenly spaced times from the clip's
             first to its last frame. ``"segment_midpoint"``: the frame on screen at the middle
             of each of ``num_frames`` equal segments of ``[start, end)`` (the paper's sampling).
+            ``"strided"``: every ``s``-th frame of the clip from its first, ``s = clip frames //
+            num_frames`` (LongVideoBench's loader).
         start, end: the clip in seconds on the file's clock; a frame belongs to it when its
             presentation time is in ``[start, end)``. Default: the whole video, from the first
             frame's time to the end of the last frame.

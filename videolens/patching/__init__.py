@@ -139,14 +139,18 @@ def get_act_patch_attn_head_out_all_pos(model, corrupted: VideoPrompt, clean_cac
     return _metrics(runner, patches, metric).view(n_layers, n_heads)
 
 
-def get_act_patch_attn_head_pattern_by_pos(
-    model, corrupted: VideoPrompt, clean_cache, metric: Metric
-) -> torch.Tensor:
+def get_act_patch_attn_head_pattern_by_pos(model, corrupted: VideoPrompt, clean_cache, metric: Metric) -> torch.Tensor:
     """Patch one head's attention pattern row at one query position: ``(layer, pos, head)``."""
     runner = _runner(model, corrupted, clean_cache)
     n, n_layers, n_heads = corrupted.seq_len, model.cfg.n_layers, model.cfg.n_heads
     patches = [
-        Patch(layer, "attn.hook_pattern", (pos,), _clean(clean_cache, layer, "attn.hook_pattern")[[h], pos : pos + 1], (h,))
+        Patch(
+            layer,
+            "attn.hook_pattern",
+            (pos,),
+            _clean(clean_cache, layer, "attn.hook_pattern")[[h], pos : pos + 1],
+            (h,),
+        )
         for layer in range(n_layers)
         for pos in range(n)
         for h in range(n_heads)
@@ -187,7 +191,9 @@ def patch_groups(
     return df
 
 
-def patch_frames(model, corrupted: VideoPrompt, clean_cache, metric: Metric, activation: str = "resid_pre", layers=None):
+def patch_frames(
+    model, corrupted: VideoPrompt, clean_cache, metric: Metric, activation: str = "resid_pre", layers=None
+):
     """:func:`patch_groups` over every frame ``frame(t)``: which frame carries the answer, at which layer."""
     groups = [f"frame({t})" for t in range(corrupted.layout.n_frames)]
     return patch_groups(model, corrupted, clean_cache, metric, groups, activation, layers)

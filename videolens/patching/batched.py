@@ -132,9 +132,9 @@ def check_same_layout(clean: VideoPrompt, corrupted: VideoPrompt) -> None:
         raise InputError("Patching takes two VideoPrompts from model.prepare(...): the clean and the corrupted one.")
     a, b = clean.layout.leaves, corrupted.layout.leaves
     differ = sorted(
-        name for name in set(a) | set(b) if name not in a or name not in b or not torch.equal(
-            torch.as_tensor(a[name]), torch.as_tensor(b[name])
-        )
+        name
+        for name in set(a) | set(b)
+        if name not in a or name not in b or not torch.equal(torch.as_tensor(a[name]), torch.as_tensor(b[name]))
     )
     if differ or clean.seq_len != corrupted.seq_len:
         resized = [n for n in differ if len(a.get(n, [])) != len(b.get(n, []))]

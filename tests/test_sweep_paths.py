@@ -1,0 +1,79 @@
+"""The sweep engine's fast paths (additive masks, sliced shared-prefix attention, late joins) equal the plain path."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from videolens import EdgeKnockout
+from videolens.analyses.flow import TARGETS
+from videolens.analyses.windows import center
+from videolens.core import attention
+from videolens.engine.palette import MaskPalette
+from videolens.engine.sweep import SweepEngine
+
+from conftest import make_prompt, tiny
+
+TOL = 1e-5
+
+
+def _sweep(model, window: int = 3) -> list[EdgeKnockout]:
+    n = model.cfg.n_layers
+    kos = [make(center(layer, window, n)) for p in TARGETS.values() for make in p.values() for layer in range(n)]
+    return kos + [EdgeKnockout("video", "last", layers=[1], heads=[0, 2]) + EdgeKnockout.cross_frame([0])]
+
+
+def _plain(model, prompt, knockouts) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.stack([model(prompt, interventions=[ko])[0, -1] for ko in knockouts])
+
+
+@pytest.mark.parametrize("family", ["llava_next_video", "qwen2_5_vl"])
+def test_additive_masks_and_sliced_prefix_attention_equal_the_plain_path(family, monkeypatch):
+    """The CUDA forms (additive biases, prefix attention in slices), forced on the CPU."""
+    model = tiny(family)
+    prompt = make_prompt(model, answer=1)
+    knockouts = _sweep(model)
+    plain = _plain(model, prompt, knockouts)
+    monkeypatch.setattr(MaskPalette, "additive", True)
+    assert (SweepEngine(model, prompt).last_logits(knockouts) - plain).abs().max().item() <= TOL
+    monkeypatch.setattr(attention, "_SCORE_BUDGET", 1)  # one row per slice
+    assert (SweepEngine(model, prompt, max_batch=5).last_logits(knockouts) - plain).abs().max().item() <= TOL
+
+
+def test_results_do_not_depend_on_how_conditions_are_chunked():
+    model = tiny("llava_next_video")
+    prompt = make_prompt(model, answer=0)
+    knockouts = _sweep(model)
+    runs = [SweepEngine(model, prompt, max_batch=b).last_logits(knockouts) for b in (1, 3, 256)]
+    assert max((r - runs[0]).abs().max().item() for r in runs[1:]) <= TOL
+    tight = SweepEngine(model, prompt, max_tokens=1).last_logits(knockouts)  # one condition per forward
+    assert (tight - runs[0]).abs().max().item() <= TOL
+
+
+@pytest.mark.parametrize("additive", [False, True])
+def test_palette_masks_equal_brute_force(additive, monkeypatch):
+    """Each batch row's mask in each layer is the causal mask minus that condition's blocked edges."""
+    monkeypatch.setattr(MaskPalette, "additive", additive)
+    model = tiny("llava_next_video")
+    prompt = make_prompt(model)
+    engine = SweepEngine(model, prompt)
+    n, n_layers = engine.seq_len, model.cfg.n_layers
+    knockouts = [EdgeKnockout.cross_frame(center(layer, 3, n_layers)) for layer in range(n_layers)] + [
+        EdgeKnockout.cross_frame([0]) + EdgeKnockout("question", "last", layers=[n_layers - 1], heads=[1])
+    ]
+    members = sorted(engine.compile(knockouts), key=lambda c: c.first_layer)
+    q0 = members[0].first_query
+    palette = MaskPalette(engine, q0, members)
+    causal = torch.ones(n, n, dtype=torch.bool).tril()[q0:]
+    for layer in range(n_layers):
+        for start, stop in [(0, len(members)), (1, 3), (2, 3)]:
+            got = palette.layer_mask(layer, start, stop)
+            got = got == 0 if additive else got
+            for row, cond in enumerate(members[start:stop]):
+                blocked = cond.blocked.get(layer)
+                want = causal if blocked is None else causal & ~blocked[0, :, q0:]
+                assert torch.equal(
+                    got[row if got.shape[0] > 1 else 0].expand_as(want.expand(got.shape[1], -1, -1)),
+                    want.expand(got.shape[1], -1, -1),
+                )
