@@ -95,7 +95,9 @@ CASES: dict[str, Case] = {
     "control token in an option": Case(lambda m, p: _q(m, options=["a<s>", "b"]), LayoutError, "option A"),
     "control token in the system text": Case(lambda m, p: _q(m, system="be <pad> brief"), LayoutError, "system"),
     # forward arguments
-    "start after stop": Case(lambda m, p: m(p, start_at_layer=1, stop_at_layer=0, residual=torch.zeros(1)), LayerRangeError, "before"),
+    "start after stop": Case(
+        lambda m, p: m(p, start_at_layer=1, stop_at_layer=0, residual=torch.zeros(1)), LayerRangeError, "before"
+    ),
     "unknown return_type": Case(lambda m, p: m(p, return_type="foo"), InputError, "return_type"),
     "prompt=None": Case(lambda m, p: m(None), InputError, "prepare"),
     "empty prompt list": Case(lambda m, p: m([]), InputError, "non-empty"),
@@ -123,13 +125,27 @@ CASES: dict[str, Case] = {
         lambda m, p: m.add_hook("vision.blocks.99.hook_resid_post", lambda x, hook: x), LayerRangeError, "vision layer"
     ),
     # interventions
-    "anticausal knockout": Case(lambda m, p: m(p, interventions=[EdgeKnockout("last", "video", layers=[0])]), InterventionError, "swap"),
-    "intervention that is not a knockout": Case(lambda m, p: m(p, interventions=["video"]), InterventionError, "EdgeKnockout"),
-    "a hook function as intervention": Case(lambda m, p: m(p, interventions=[lambda x, hook: x]), InterventionError, "fwd_hooks"),
-    "layers as a bare int": Case(lambda m, p: EdgeKnockout("video", "last", layers=1), InterventionError, r"range\(1\)"),
-    "heads as a bare int": Case(lambda m, p: EdgeKnockout("video", "last", layers=[1], heads=2), InterventionError, r"heads=\[2\]"),
-    "heads empty": Case(lambda m, p: EdgeKnockout("video", "last", layers=[1], heads=[]), InterventionError, "heads=None"),
-    "layers of floats": Case(lambda m, p: EdgeKnockout("video", "last", layers=[0.5]), InterventionError, "whole numbers"),
+    "anticausal knockout": Case(
+        lambda m, p: m(p, interventions=[EdgeKnockout("last", "video", layers=[0])]), InterventionError, "swap"
+    ),
+    "intervention that is not a knockout": Case(
+        lambda m, p: m(p, interventions=["video"]), InterventionError, "EdgeKnockout"
+    ),
+    "a hook function as intervention": Case(
+        lambda m, p: m(p, interventions=[lambda x, hook: x]), InterventionError, "fwd_hooks"
+    ),
+    "layers as a bare int": Case(
+        lambda m, p: EdgeKnockout("video", "last", layers=1), InterventionError, r"range\(1\)"
+    ),
+    "heads as a bare int": Case(
+        lambda m, p: EdgeKnockout("video", "last", layers=[1], heads=2), InterventionError, r"heads=\[2\]"
+    ),
+    "heads empty": Case(
+        lambda m, p: EdgeKnockout("video", "last", layers=[1], heads=[]), InterventionError, "heads=None"
+    ),
+    "layers of floats": Case(
+        lambda m, p: EdgeKnockout("video", "last", layers=[0.5]), InterventionError, "whole numbers"
+    ),
     # generation
     "generate 0 tokens": Case(lambda m, p: m.generate(p, max_new_tokens=0), InputError, "at least 1"),
     "top_k above the vocabulary": Case(
@@ -140,9 +156,13 @@ CASES: dict[str, Case] = {
     "pathway spec in upper case works": Case(
         lambda m, p: effective_pathways(m, [p], spec="7B", random_baseline=False, progress=False), None
     ),
-    "unknown pathway spec": Case(lambda m, p: effective_pathways(m, [p], spec="8b", progress=False), InputError, "'7b'"),
+    "unknown pathway spec": Case(
+        lambda m, p: effective_pathways(m, [p], spec="8b", progress=False), InputError, "'7b'"
+    ),
     "sample without an answer": Case(
-        lambda m, p: information_flow(m, [Sample(random_video(8), "What?", ["a", "b"], answer=None)], progress=False, fps=2.0),
+        lambda m, p: information_flow(
+            m, [Sample(random_video(8), "What?", ["a", "b"], answer=None)], progress=False, fps=2.0
+        ),
         LayoutError,
         "no answer",
     ),

@@ -137,7 +137,9 @@ def test_prompts_that_do_not_line_up_are_refused_by_name():
     model = tiny("llava_next_video")
     clean = make_prompt(model, question="Why?")
     other = make_prompt(model, question="Which shape moved first, and why?")
-    with pytest.raises(InputError, match=r"differ: question_\w+ \(\d+ vs \d+ tokens\)$|differ: question_\w+ \(\d+ vs \d+ tokens\)\."):
+    with pytest.raises(
+        InputError, match=r"differ: question_\w+ \(\d+ vs \d+ tokens\)$|differ: question_\w+ \(\d+ vs \d+ tokens\)\."
+    ):
         check_same_layout(clean, other)
     with torch.no_grad():
         _, cache = model.run_with_cache(clean)
@@ -151,7 +153,9 @@ def _toy_direction_pair():
     clean_sample = make_sample("direction", np.random.default_rng(3))
     corrupted_sample = make_sample("direction", np.random.default_rng(4))
     clean = prompt_for(model, clean_sample)
-    corrupted = prompt_for(model, dataclasses.replace(clean_sample, video=corrupted_sample.video))  # only the video differs
+    corrupted = prompt_for(
+        model, dataclasses.replace(clean_sample, video=corrupted_sample.video)
+    )  # only the video differs
     return model, clean, corrupted
 
 
