@@ -564,6 +564,8 @@ def build_prompt(
     feature = np.asarray([p for p in range(v_start, v_end) if final_ids[p] == video_id], dtype=np.int64)
     if not feature.size:
         raise LayoutError("The processor produced no video tokens for the video placeholder.")
+    closing = {int(i) for i in tokenizer.convert_tokens_to_ids(list(adapter.unit_closing_tokens))}
+    mapping, v_end = _claim_folded_closing(mapping, v_end, int(feature[-1]), final_ids, closing)
 
     leaves, chars = _text_leaves(text, enc, mapping, _part_of(written.spans, written.block))
     structure = adapter.video_structure(config, inputs, 0, len(feature))
@@ -575,7 +577,6 @@ def build_prompt(
     for t, unit in enumerate(units):
         leaves[f"frame({t})"] = unit.positions.tolist()
     leaves["video_extra"] = feature[sum(u.positions.size for u in units) :].tolist()
-    closing = {int(i) for i in tokenizer.convert_tokens_to_ids(list(adapter.unit_closing_tokens))}
     leaves["video_text"] = _attach_video_text(units, feature, v_start, v_end, final_ids, closing).tolist()
 
     seq_len = len(final_ids)
@@ -734,6 +735,21 @@ def _frame_units(structure: Any, feature: np.ndarray, times: np.ndarray | None, 
         stamp = None if times is None else float((times[covered[0]] + times[covered[-1]]) / 2)
         units.append(FrameUnit(grid, tuple(covered), stamp, prefix))
     return units
+
+
+def _claim_folded_closing(
+    mapping: list[int], v_end: int, last_video: int, ids: list[int], closing: set[int]
+) -> tuple[list[int], int]:
+    """Give the last frame its closing token when the processor folded the template's wrapper into the frames.
+
+    Some processors (Qwen3-VL from transformers 5.25) drop the chat template's own
+    ``<|vision_start|>``/``<|vision_end|>`` around the video and wrap each frame instead, so
+    the template's closing token and the last frame's are one token. Aligned from the end,
+    it would be read as template text; it closes the last frame, so it joins the video span.
+    """
+    if closing and v_end == last_video + 1 and v_end < len(ids) and ids[v_end] in closing:
+        return [-1 if m == v_end else m for m in mapping], v_end + 1
+    return mapping, v_end
 
 
 def _attach_video_text(
