@@ -194,6 +194,7 @@ class HookedVideoLLM(HookedRootModule, CircuitViews):
         self.unembed = Unembed(self.lm_head, self.ln_final)
         self.vision = VisionHooks(hf_model, a)  # vision.* hooks on the tower and the projector
         object.__setattr__(self, "_drive_depth", 0)
+        object.__setattr__(self, "_dispatched", is_dispatched(hf_model))  # placement is fixed: .to() refuses it
         self.setup()
         self.train(hf_model.training)
 
@@ -285,7 +286,7 @@ class HookedVideoLLM(HookedRootModule, CircuitViews):
         return self
 
     def to(self, *args: Any, **kwargs: Any) -> HookedVideoLLM:
-        if is_dispatched(self.hf_model):
+        if self._dispatched:
             raise InputError(
                 "This model was placed by accelerate (device_map); moving it with .to() would break "
                 "that placement. Load it again with the device or device_map you want."
@@ -891,7 +892,7 @@ class HookedVideoLLM(HookedRootModule, CircuitViews):
             )
         from transformer_lens.utilities import Slice
 
-        if device is None and len(self.devices) > 1:
+        if device is None and self._dispatched and len(self.devices) > 1:
             device = self.cfg.device
         cache_dict, fwd, bwd = self.get_caching_hooks(
             names_filter, incl_bwd, device, remove_batch_dim=remove_batch_dim, pos_slice=Slice.unwrap(pos_slice)
