@@ -7,6 +7,10 @@ average-pooled 2x to 12x12 = 144 tokens per frame), a 32-layer Llama with width 
 
 from __future__ import annotations
 
+import statistics
+import time
+from collections.abc import Callable
+
 import torch
 from transformers import (
     CLIPVisionConfig,
@@ -98,3 +102,26 @@ def build_model(size: str, dtype: torch.dtype, device: str, attn_implementation:
     hf.eval()
     processor = llava_next_video_processor(tokenizer, image, shape["vision"]["patch_size"])
     return HookedVideoLLM.from_hf(hf, processor)
+
+
+def environment(device: str, size: str, dtype: torch.dtype | None = None) -> dict:
+    """The header every benchmark's JSON starts with: where it ran, on what, at which size and precision."""
+    header = {
+        "device": torch.cuda.get_device_name() if str(device).startswith("cuda") else "cpu",
+        "torch": torch.__version__,
+        "size": size,
+    }
+    if dtype is not None:
+        header["dtype"] = str(dtype)
+    return header
+
+
+def median_seconds(fn: Callable[[], object], repeats: int) -> float:
+    """Median wall time of ``fn`` over ``repeats`` calls, after one untimed warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)

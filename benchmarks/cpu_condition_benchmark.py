@@ -21,11 +21,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
-import time
 from pathlib import Path
 
 import torch
+from common import median_seconds  # noqa: I001  (run from the benchmarks folder or with it on sys.path)
 from torch.utils.flop_counter import FlopCounterMode
 
 from videolens import HookedVideoLLM
@@ -34,16 +33,6 @@ from videolens.analyses.windows import center
 from videolens.data.synthetic import make_dataset
 from videolens.engine.sweep import SweepEngine
 from videolens.models import resolve_model_name
-
-
-def median_s(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def flops(fn) -> int:
@@ -65,16 +54,16 @@ def main() -> None:
     hf, inputs = model.hf_model, model.hf_inputs(prompt.inputs)
     n_layers = model.cfg.n_layers
     with torch.no_grad():
-        hf_s = median_s(lambda: hf(**inputs), args.repeats)
+        hf_s = median_seconds(lambda: hf(**inputs), args.repeats)
         hf_flops = flops(lambda: hf(**inputs))
-        build_s = median_s(lambda: SweepEngine(model, prompt), args.repeats)
+        build_s = median_seconds(lambda: SweepEngine(model, prompt), args.repeats)
         engine = SweepEngine(model, prompt)
         per_target = {}
         for target, pathways in TARGETS.items():
             knockouts = [
                 make(center(layer, args.window, n_layers)) for make in pathways.values() for layer in range(n_layers)
             ]
-            sweep_s = median_s(lambda knockouts=knockouts: engine.last_logits(knockouts), args.repeats)
+            sweep_s = median_seconds(lambda knockouts=knockouts: engine.last_logits(knockouts), args.repeats)
             sweep_flops = flops(lambda knockouts=knockouts: engine.last_logits(knockouts))
             cond_ms = sweep_s / len(knockouts) * 1e3
             share_ms = hf_s * 1e3 * sweep_flops / len(knockouts) / hf_flops

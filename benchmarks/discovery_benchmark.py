@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import SHAPES, build_model  # noqa: I001  (run from the benchmarks folder or with it on sys.path)
+from common import SHAPES, build_model, environment  # noqa: I001  (run from the benchmarks folder or with it on sys.path)
 
 from videolens.core.prompt import PAPER_ANSWER_PREFIX, PAPER_SYSTEM
 from videolens.discovery import candidate_edges, discover_pathway, edge_attribution, exact_edge_effects
@@ -130,10 +130,7 @@ def main() -> None:
     total_s = time.perf_counter() - t
     rows = found.summary.set_index("condition")
     result = {
-        "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
-        "torch": torch.__version__,
-        "size": args.size,
-        "dtype": str(dtype),
+        **environment(args.device, args.size, dtype),
         "seq_len": prompt.seq_len,
         "n_layers": model.cfg.n_layers,
         "candidate_edges": len(edges),

@@ -12,24 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 
 import torch
+from common import median_seconds  # noqa: I001  (run from the benchmarks folder or with it on sys.path)
 
 from videolens import HookedVideoLLM
 from videolens.analyses.common import prompt_for
 from videolens.data.synthetic import make_dataset
-
-
-def median_seconds(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import SHAPES, build_model  # noqa: I001  (run from the benchmarks folder or with it on sys.path)
+from common import SHAPES, build_model, environment  # noqa: I001  (run from the benchmarks folder or with it on sys.path)
 
 from videolens.analyses.flow import TARGETS
 from videolens.analyses.windows import center
@@ -271,10 +271,7 @@ def main() -> None:
         per_target[target] = row
     floor = sum(v["floor_tflop"] for v in per_target.values())
     result = {
-        "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
-        "torch": torch.__version__,
-        "size": args.size,
-        "dtype": str(dtype),
+        **environment(args.device, args.size, dtype),
         "frames": args.frames,
         "seq_len": prompt.seq_len,
         "video_tokens": len(layout["video"]),

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import SHAPES, build_model  # noqa: I001
+from common import SHAPES, build_model, environment  # noqa: I001
 
 from videolens.analyses.flow import TARGETS
 from videolens.analyses.windows import center
@@ -103,9 +103,7 @@ def main() -> None:
             seq_lens.append(prompt.seq_len)
     total = sum(phases["total"])
     result = {
-        "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
-        "torch": torch.__version__,
-        "size": args.size,
+        **environment(args.device, args.size),
         "frames": args.frames,
         "samples": args.samples,
         "conditions_per_sample": len(knockouts),
