@@ -194,7 +194,7 @@ class HookedVideoLLM(HookedRootModule, CircuitViews):
         self.unembed = Unembed(self.lm_head, self.ln_final)
         self.vision = VisionHooks(hf_model, a)  # vision.* hooks on the tower and the projector
         object.__setattr__(self, "_drive_depth", 0)
-        object.__setattr__(self, "_dispatched", is_dispatched(hf_model))  # placement is fixed: .to() refuses it
+        object.__setattr__(self, "_dispatched", is_dispatched(hf_model))  # for run_with_cache, asked per call
         self.setup()
         self.train(hf_model.training)
 
@@ -286,7 +286,7 @@ class HookedVideoLLM(HookedRootModule, CircuitViews):
         return self
 
     def to(self, *args: Any, **kwargs: Any) -> HookedVideoLLM:
-        if self._dispatched:
+        if is_dispatched(self.hf_model):  # asked of the HF model itself: .to() is no hot path
             raise InputError(
                 "This model was placed by accelerate (device_map); moving it with .to() would break "
                 "that placement. Load it again with the device or device_map you want."
