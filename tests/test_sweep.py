@@ -70,3 +70,20 @@ def test_effective_pathway_engines_agree():
     fast = effective_pathways(model, samples, PAPER_PATHWAYS["7b"], progress=False, engine="sweep")
     plain = effective_pathways(model, samples, PAPER_PATHWAYS["7b"], progress=False, engine="plain")
     assert fast.equals(plain)
+
+
+def test_engine_memory_is_freed_when_the_engine_is_dropped():
+    """Dropping an engine frees its clean-run store at once, without waiting for the garbage collector."""
+    import gc
+    import weakref
+
+    model = tiny("llava_next_video")
+    engine = SweepEngine(model, make_prompt(model))
+    engine.last_logits([EdgeKnockout("video", "last", layers=[1]), EdgeKnockout.cross_frame([0, 1])])
+    store = weakref.ref(engine.resid_pre[0])
+    gc.disable()
+    try:
+        del engine
+        assert store() is None
+    finally:
+        gc.enable()

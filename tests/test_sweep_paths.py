@@ -77,3 +77,32 @@ def test_palette_masks_equal_brute_force(additive, monkeypatch):
                     got[row if got.shape[0] > 1 else 0].expand_as(want.expand(got.shape[1], -1, -1)),
                     want.expand(got.shape[1], -1, -1),
                 )
+
+
+@pytest.mark.parametrize("merged", [False, True])
+@pytest.mark.parametrize("as_bias", [False, True])
+@pytest.mark.parametrize("mask_heads", [1, 4])
+def test_shared_prefix_attention_equals_softmax_over_all_keys(merged, as_bias, mask_heads):
+    """Shared-prefix attention equals one float64 softmax over [prefix, own keys], both ways.
+
+    Merged: prefix and own keys attended apart and merged by log-sum-exp (the CUDA way;
+    its fused kernel is checked by ``benchmarks/prefix_attention_check.py``); explicit: one
+    score matrix (the CPU way). Includes a query whose own keys are all blocked and one whose prefix keys are all blocked
+    (each part then carries no weight; NaNs must not leak into the result).
+    """
+    torch.manual_seed(0)
+    rows, heads, kv_heads, q_len, prefix, d_head = 5, 4, 2, 9, 40, 8
+    query = torch.randn(rows, heads, q_len, d_head)
+    past_k, past_v = torch.randn(2, 1, kv_heads, prefix, d_head)
+    key, value = torch.randn(2, rows, kv_heads, q_len, d_head)
+    blocked = torch.rand(rows, mask_heads, q_len, prefix + q_len) < 0.3
+    blocked[..., 3, prefix:] = True
+    blocked[..., 5, :prefix] = True
+    allowed = attention.causal_allowed(q_len, prefix + q_len, "cpu") & ~blocked
+    mask = torch.zeros(allowed.shape).masked_fill_(~allowed, float("-inf")) if as_bias else allowed
+    got = attention._attend_shared_prefix(query, past_k, past_v, key, value, mask, d_head**-0.5, 2, merged)
+    k_all = torch.cat([past_k.expand(rows, -1, -1, -1), key], 2).repeat_interleave(2, dim=1).double()
+    v_all = torch.cat([past_v.expand(rows, -1, -1, -1), value], 2).repeat_interleave(2, dim=1).double()
+    scores = (query.double() @ k_all.transpose(2, 3) * d_head**-0.5).masked_fill(~allowed, float("-inf"))
+    want = torch.softmax(scores, dim=-1) @ v_all
+    assert (got.double() - want).abs().max().item() <= 1e-5

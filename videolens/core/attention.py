@@ -190,6 +190,9 @@ def _as_bool(allowed: torch.Tensor | None) -> Bool[torch.Tensor, "batch head_or_
 
 # The most attention scores (conditions x heads x queries x keys) one slice of the shared-prefix path holds.
 _SCORE_BUDGET = 2**26
+# On CUDA, below this many scores in all the explicit way is taken: the fused kernel and the
+# merge cost more kernel launches than the scores cost (one-token conditions).
+_SMALL_SCORES = 2**24
 
 
 def _attend_shared_prefix(
@@ -201,41 +204,162 @@ def _attend_shared_prefix(
     allowed: torch.Tensor | None,
     scaling: float,
     n_rep: int,
+    merged: bool | None = None,
 ) -> Float[torch.Tensor, "batch head q_pos d_head"]:
     """Attention over [shared prefix, own keys], the prefix shared by the batch (never copied per row).
 
     The queries of all rows are stacked into one ``(head, batch x q_pos, d_head)`` matrix
-    per head, so the scores against the prefix are one matrix product per head; a
-    broadcast ``matmul`` against a batch-1 prefix would first copy the prefix once per
-    row (a gigabyte per layer for a hundred conditions over a long video). Rows are
-    taken in slices of at most ``_SCORE_BUDGET`` scores to bound memory. ``allowed`` is
-    boolean or an additive bias (0 allowed, ``-inf`` blocked).
+    per head, so they attend to the prefix in one call (a broadcast ``matmul`` against a
+    batch-1 prefix would first copy the prefix once per row: a gigabyte per layer for a
+    hundred conditions over a long video). Two ways, chosen by ``merged`` (default: on
+    CUDA when there are more than ``_SMALL_SCORES`` scores):
+
+    - merged: the prefix part runs in SDPA's fused memory-efficient kernel (no score
+      matrix in memory), each row's own keys are attended apart, and the two partial
+      softmaxes are merged exactly through their log-sum-exps;
+    - explicit: one score matrix over [prefix, own keys] and one softmax; fewer kernel
+      launches, which is what counts on the CPU.
+
+    Rows are taken in slices of at most ``_SCORE_BUDGET`` scores held at once. ``allowed``
+    is boolean or an additive bias (0 allowed, ``-inf`` blocked).
     """
     b, h, q_len, d = query.shape
     prefix = past_k.shape[2]
-    kp, vp = _repeat_kv(past_k, n_rep)[0], _repeat_kv(past_v, n_rep)[0]  # (head, prefix, d_head)
+    kp, vp = _repeat_kv(past_k, n_rep), _repeat_kv(past_v, n_rep)  # (1, head, prefix, d_head)
     k_own, v_own = _repeat_kv(key, n_rep), _repeat_kv(value, n_rep)
     if allowed is None:
         allowed = causal_allowed(q_len, prefix + q_len, query.device)[None, None]
-    step = max(1, _SCORE_BUDGET // (h * q_len * (prefix + q_len)))
+    if merged is None:
+        merged = query.is_cuda and b * h * q_len * (prefix + q_len) > _SMALL_SCORES
+    fused = merged and query.is_cuda
+    held = (allowed.shape[1] * prefix if fused else h * prefix) + h * q_len  # scores held per query row
+    step = max(1, _SCORE_BUDGET // (q_len * held))
+    attend = _attend_slice_merged if merged else _attend_slice_explicit
     out = []
     for s in range(0, b, step):
-        qs = query[s : s + step]
-        rows = qs.shape[0]
-        stacked = qs.transpose(0, 1).reshape(h, rows * q_len, d)
-        to_prefix = torch.matmul(stacked, kp.transpose(1, 2)).view(h, rows, q_len, prefix).transpose(0, 1)
-        to_own = torch.matmul(qs, k_own[s : s + step].transpose(2, 3))
-        scores = torch.cat([to_prefix, to_own], dim=-1) * scaling
         mask = allowed if allowed.shape[0] == 1 else allowed[s : s + step]
-        if mask.is_floating_point():
-            scores = scores + mask
-        else:
-            scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
-        pattern = F.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
-        weights = pattern[..., :prefix].transpose(0, 1).reshape(h, rows * q_len, prefix)
-        from_prefix = torch.matmul(weights, vp).view(h, rows, q_len, d).transpose(0, 1)
-        out.append(from_prefix + torch.matmul(pattern[..., prefix:], v_own[s : s + step]))
+        out.append(attend(query[s : s + step], kp, vp, k_own[s : s + step], v_own[s : s + step], mask, scaling))
     return out[0] if len(out) == 1 else torch.cat(out)
+
+
+def _attend_slice_explicit(
+    query: Float[torch.Tensor, "rows head q_pos d_head"],
+    kp: Float[torch.Tensor, "1 head prefix d_head"],
+    vp: Float[torch.Tensor, "1 head prefix d_head"],
+    k_own: Float[torch.Tensor, "rows head q_pos d_head"],
+    v_own: Float[torch.Tensor, "rows head q_pos d_head"],
+    mask: torch.Tensor,
+    scaling: float,
+) -> Float[torch.Tensor, "rows head q_pos d_head"]:
+    """One slice of :func:`_attend_shared_prefix`: one score matrix and one softmax."""
+    rows, h, q_len, d = query.shape
+    prefix = kp.shape[2]
+    stacked = query.transpose(0, 1).reshape(h, rows * q_len, d)
+    to_prefix = torch.matmul(stacked, kp[0].transpose(1, 2)).view(h, rows, q_len, prefix).transpose(0, 1)
+    scores = torch.cat([to_prefix, torch.matmul(query, k_own.transpose(2, 3))], dim=-1) * scaling
+    if mask.is_floating_point():
+        scores = scores + mask
+    else:
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    pattern = F.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    weights = pattern[..., :prefix].transpose(0, 1).reshape(h, rows * q_len, prefix)
+    from_prefix = torch.matmul(weights, vp[0]).view(h, rows, q_len, d).transpose(0, 1)
+    return from_prefix + torch.matmul(pattern[..., prefix:], v_own)
+
+
+def _attend_slice_merged(
+    query: Float[torch.Tensor, "rows head q_pos d_head"],
+    kp: Float[torch.Tensor, "1 head prefix d_head"],
+    vp: Float[torch.Tensor, "1 head prefix d_head"],
+    k_own: Float[torch.Tensor, "rows head q_pos d_head"],
+    v_own: Float[torch.Tensor, "rows head q_pos d_head"],
+    mask: torch.Tensor,
+    scaling: float,
+) -> Float[torch.Tensor, "rows head q_pos d_head"]:
+    """One slice of :func:`_attend_shared_prefix`: prefix and own keys apart, merged by log-sum-exp."""
+    rows, h, q_len, d = query.shape
+    prefix = kp.shape[2]
+    mask = _as_bias(mask, query.dtype).expand(rows, -1, -1, -1)
+    stacked = query.transpose(0, 1).reshape(1, h, rows * q_len, d)
+    prefix_bias = mask[..., :prefix].transpose(0, 1).reshape(1, -1, rows * q_len, prefix)
+    prefix_out, prefix_lse = _attend_stacked(stacked, kp, vp, prefix_bias, scaling)
+    prefix_out = prefix_out.view(h, rows, q_len, d).transpose(0, 1)
+    prefix_lse = prefix_lse.view(h, rows, q_len).transpose(0, 1)
+    own_scores = torch.matmul(query, k_own.transpose(2, 3)).float() * scaling + mask[..., prefix:]
+    own_pattern, own_lse = _softmax_and_lse(own_scores)
+    own_out = torch.matmul(own_pattern.to(query.dtype), v_own)
+    return _merge_softmaxes(prefix_out, prefix_lse, own_out, own_lse).to(query.dtype)
+
+
+def _as_bias(allowed: torch.Tensor, dtype: torch.dtype) -> Float[torch.Tensor, "batch head_or_1 q_pos k_pos"]:
+    """An allowed mask as an additive bias (0 allowed, ``-inf`` blocked) in ``dtype``."""
+    if allowed.is_floating_point():
+        return allowed.to(dtype)
+    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill_(~allowed, float("-inf"))
+
+
+def _attend_stacked(
+    query: Float[torch.Tensor, "1 head rows d_head"],
+    key: Float[torch.Tensor, "1 head prefix d_head"],
+    value: Float[torch.Tensor, "1 head prefix d_head"],
+    bias: Float[torch.Tensor, "1 head_or_1 rows prefix"],
+    scaling: float,
+) -> tuple[Float[torch.Tensor, "1 head rows d_head"], Float[torch.Tensor, "1 head rows"]]:
+    """Softmax attention and its log-sum-exp (fp32) of stacked queries against one prefix."""
+    if query.is_cuda:
+        out, lse = torch.ops.aten._scaled_dot_product_efficient_attention(
+            query, key, value, _aligned_bias(bias, query.shape[1]), True, scale=scaling
+        )[:2]
+        # A row whose keys are all blocked holds no keys: its log-sum-exp is -inf (the kernel
+        # reports a finite placeholder for it, which would give its zero output weight).
+        empty = torch.isneginf(bias).all(-1)
+        return out, lse[..., : query.shape[2]].masked_fill(empty, float("-inf"))
+    scores = torch.matmul(query, key.transpose(2, 3)).float() * scaling + bias
+    pattern, lse = _softmax_and_lse(scores)
+    return torch.matmul(pattern.to(query.dtype), value), lse
+
+
+def _softmax_and_lse(
+    scores: Float[torch.Tensor, "... k_pos"],
+) -> tuple[Float[torch.Tensor, "... k_pos"], Float[torch.Tensor, "..."]]:
+    """Softmax over the last axis and its log-sum-exp; a row with every score ``-inf`` gets zeros.
+
+    Zeros rather than the NaNs of ``softmax``: such a row is given weight 0 when the parts
+    are merged, and a NaN must not reach the matrix product (some CPU kernels spread it).
+    """
+    lse = torch.logsumexp(scores, dim=-1)
+    finite = torch.where(torch.isfinite(lse), lse, 0.0)
+    return torch.exp(scores - finite[..., None]), lse
+
+
+def _aligned_bias(bias: torch.Tensor, heads: int) -> torch.Tensor:
+    """``bias`` broadcast to ``heads`` with 8-aligned rows, as the memory-efficient kernel takes it."""
+    n = bias.shape[-1]
+    if bias.stride(-1) != 1 or bias.stride(-2) % 8:
+        padded = torch.empty(*bias.shape[:-1], n + (-n) % 8, dtype=bias.dtype, device=bias.device)
+        padded[..., :n] = bias
+        bias = padded[..., :n]
+    return bias.expand(bias.shape[0], heads, -1, -1)
+
+
+def _merge_softmaxes(
+    out_a: Float[torch.Tensor, "batch head q_pos d_head"],
+    lse_a: Float[torch.Tensor, "batch head q_pos"],
+    out_b: Float[torch.Tensor, "batch head q_pos d_head"],
+    lse_b: Float[torch.Tensor, "batch head q_pos"],
+) -> Float[torch.Tensor, "batch head q_pos d_head"]:
+    """Attention over the union of two key sets from the attention over each and its log-sum-exp.
+
+    A part whose keys are all blocked (log-sum-exp ``-inf``, its output undefined) gets
+    weight 0.
+    """
+    lse = torch.logaddexp(lse_a, lse_b)
+    merged = None
+    for out, part_lse in ((out_a, lse_a), (out_b, lse_b)):
+        weight = torch.exp(part_lse - lse)[..., None]
+        term = torch.where(weight > 0, weight * out.float(), 0.0)
+        merged = term if merged is None else merged + term
+    return merged
 
 
 def register() -> None:

@@ -59,7 +59,11 @@ class MaskPalette:
         self.table = table
         additive = allowed.is_cuda if self.additive is None else self.additive
         self.full = _kernel_form(allowed, dtype) if additive else allowed.contiguous()
-        self._device_table: torch.Tensor | None = None
+        # On the device before the group's kernels are queued, copied without waiting for them.
+        host_table = torch.tensor(table, dtype=torch.long)
+        if device.type == "cuda":
+            host_table = host_table.pin_memory()
+        self._device_table = host_table.to(device, non_blocking=True)
 
     def layer_mask(
         self, layer: int, start: int, stop: int
@@ -68,8 +72,6 @@ class MaskPalette:
         slots = self.table[layer][start:stop]
         if all(s == slots[0] for s in slots):
             return self.full[slots[0] : slots[0] + 1, ..., : self.n]
-        if self._device_table is None:  # one host-to-device copy per group, not one per layer
-            self._device_table = torch.tensor(self.table, device=self.full.device)
         return self.full.index_select(0, self._device_table[layer, start:stop])[..., : self.n]
 
 

@@ -119,13 +119,8 @@ class SweepEngine:
             return entry[1]
         any_row = mask.any(-1).any(0).any(0).nonzero()
         row = int(any_row[0]) if len(any_row) else self.seq_len
-        self._first_row[key] = (weakref.ref(mask, lambda _ref, key=key: self._forget(key, _ref)), row)
+        self._first_row[key] = (weakref.ref(mask, _forgetter(self._first_row, key)), row)
         return row
-
-    def _forget(self, key: int, ref: weakref.ref) -> None:
-        entry = self._first_row.get(key)
-        if entry is not None and entry[0] is ref:
-            del self._first_row[key]
 
     @torch.no_grad()
     def last_logits(self, knockouts: Sequence[EdgeKnockout | None]) -> Float[torch.Tensor, "condition d_vocab"]:
@@ -136,6 +131,10 @@ class SweepEngine:
         for cond in conditions:
             if cond is not None:
                 by_query[cond.first_query].append(cond)
+        # Results are scattered once at the end: building an index tensor per chunk would
+        # wait for the GPU to finish each chunk before the next one is launched.
+        indices: list[int] = []
+        results: list[torch.Tensor] = []
         with self.model.driving():
             for q0, members in by_query.items():
                 members.sort(key=lambda c: c.first_layer)
@@ -143,9 +142,10 @@ class SweepEngine:
                 size = max(1, min(self.max_batch, self.max_tokens // (self.seq_len - q0)))
                 for start in range(0, len(members), size):
                     chunk = members[start : start + size]
-                    logits = self._run(q0, chunk, palette, start)
-                    index = torch.tensor([cond.index for cond in chunk], device=out.device)
-                    out.index_copy_(0, index, logits.to(out.dtype))
+                    results.append(self._run(q0, chunk, palette, start).to(out.dtype))
+                    indices.extend(cond.index for cond in chunk)
+        if results:
+            out.index_copy_(0, torch.tensor(indices, device=out.device), torch.cat(results))
         return out
 
     def _run(
@@ -205,3 +205,19 @@ class SweepEngine:
             resid, pe, first_layer, model.cfg.n_layers, None, per_layer or {}, past, None, self.extra, slice(q0, n)
         )
         return model.resid_to_logits(resid[:, -1])
+
+
+def _forgetter(table: dict, key: int):
+    """A weak-reference callback dropping ``table[key]`` when its tensor dies.
+
+    It holds the table, not the engine: a callback bound to the engine would put the
+    engine in a reference cycle, and its clean-run store (a gigabyte on a 7B model) would
+    outlive ``del engine`` until the garbage collector ran.
+    """
+
+    def forget(ref: weakref.ref) -> None:
+        entry = table.get(key)
+        if entry is not None and entry[0] is ref:
+            del table[key]
+
+    return forget
