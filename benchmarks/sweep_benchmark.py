@@ -224,8 +224,9 @@ def main() -> None:
     del first  # its clean-run store must not count in the next sweep's peak
     print(f"videolens, first sweep: {cold_total:.2f} s, peak {cold_peak} GB", flush=True)
     peak_reset(args.device, empty=False)
-    runs = []
+    runs, engine = [], None
     for _ in range(args.repeats):
+        del engine  # the previous sweep's clean-run store must not count in this one's peak
         engine, *timings = run_videolens(model, prompt, conditions, args.max_batch, args.device)
         runs.append(timings)
     fast_peak = peak_gb(args.device)
