@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -154,6 +155,13 @@ def profile_targets(model, prompt, conditions, max_batch, device, table: Path | 
     return out
 
 
+def compiled_graphs() -> int | None:
+    """How many graphs ``torch.compile`` built in this process (None: it was not used)."""
+    if "torch._dynamo" not in sys.modules:
+        return None
+    return int(sys.modules["torch._dynamo"].utils.counters["stats"]["unique_graphs"])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", choices=list(SHAPES), default="7b")
@@ -173,6 +181,12 @@ def main() -> None:
     ap.add_argument("--no-reference", action="store_true", help="videolens only")
     ap.add_argument("--repeats", type=int, default=3, help="timed videolens sweeps (each a fresh engine); medians")
     ap.add_argument("--profile", type=Path, default=None, help="write a kernel-time table of the videolens sweep here")
+    ap.add_argument(
+        "--compile-blocks",
+        action="store_true",
+        help="videolens with its decoder layers compiled (HookedVideoLLM.compile_blocks); "
+        "the first sweep then includes the compilation",
+    )
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     dtype = (
@@ -217,6 +231,8 @@ def main() -> None:
     sync(args.device)
 
     # (b) videolens: a first (cold) sweep, as for the first prompt of a run, then the timed one
+    if args.compile_blocks:
+        model.compile_blocks()
     peak_reset(args.device)
     sync(args.device)
     first, cold_clean_s, cold_total, cold = run_videolens(model, prompt, conditions, args.max_batch, args.device)
@@ -289,6 +305,8 @@ def main() -> None:
         "conditions": len(conditions),
         "window": args.window,
         "videolens_repeats": args.repeats,
+        "compile_blocks": args.compile_blocks,
+        "compiled_graphs": compiled_graphs(),
         "videolens_s": fast_total,
         "videolens_clean_pass_s": clean_s,
         "videolens_peak_gb": fast_peak,

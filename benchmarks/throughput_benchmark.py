@@ -55,10 +55,17 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=8)
     ap.add_argument("--samples", type=int, default=16)
     ap.add_argument("--window", type=int, default=9)
+    ap.add_argument(
+        "--compile-blocks",
+        action="store_true",
+        help="decoder layers compiled (HookedVideoLLM.compile_blocks); the warm-up prompt compiles them",
+    )
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32
     model = build_model(args.size, dtype, args.device, attn_implementation="sdpa")
+    if args.compile_blocks:
+        model.compile_blocks()
     side = SHAPES[args.size]["vision"]["image_size"]
     n_layers = model.cfg.n_layers
     knockouts = [
@@ -93,6 +100,7 @@ def main() -> None:
             sync(args.device)
             t4 = time.perf_counter()
             if i < 0:
+                warmup_s = t4 - t0
                 continue
             vision = t2 - t1
             phases["prepare"].append(t1 - t0)
@@ -107,6 +115,8 @@ def main() -> None:
         "frames": args.frames,
         "samples": args.samples,
         "conditions_per_sample": len(knockouts),
+        "compile_blocks": args.compile_blocks,
+        "warmup_sample_s": warmup_s,
         "seq_len_range": [min(seq_lens), max(seq_lens)],
         "total_s": total,
         "samples_per_s": args.samples / total,

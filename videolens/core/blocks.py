@@ -19,7 +19,7 @@ Axis glossary: ``batch``, ``pos``, ``head``, ``kv_head``, ``d_model``, ``d_head`
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import einops
 import torch
@@ -335,6 +335,9 @@ class HookedBlock(_HFRef):
         self.mlp = MLPHooks(getattr(hf_layer, adapter.mlp), adapter, self.ln2)
         self.hook_mlp_out = HookPoint()
         self.hook_resid_post = HookPoint()
+        # Every hook point of the layer: a hook on any of them sends the layer down the eager path.
+        self._hook_points = [m for m in self.modules() if isinstance(m, HookPoint)]
+        self._compiled = None
 
     @property
     def hf_layer(self) -> nn.Module:
@@ -361,21 +364,45 @@ class HookedBlock(_HFRef):
             position_embeddings = tuple(to_device(t, device) for t in position_embeddings)
         if call.allowed is not None and call.allowed.device != device:
             call = replace(call, allowed=call.allowed.to(device))
+        if self._compiled is not None and not self.attn.use_attn_result and not any(map(is_hooked, self._hook_points)):
+            return self._compiled(resid, call, position_embeddings)
         handles = self.attach()  # only for hook points in use; removed right after this layer
         try:
-            resid = self.hook_resid_pre(resid)
-            attn_out = self.attn.hf_module(
-                hidden_states=self.ln1.weighted(self.ln1(resid)),
-                attention_mask=call,
-                position_embeddings=position_embeddings,
-                position_ids=None,
-            )[0]
-            resid = self.hook_resid_mid(resid + self.hook_attn_out(attn_out))
-            mlp_out = self.hook_mlp_out(self.mlp(self.ln2.weighted(self.ln2(resid))))
-            return self.hook_resid_post(resid + mlp_out)
+            return self._compute(resid, call, position_embeddings)
         finally:
             for handle in handles:
                 handle.remove()
+
+    def compile(self, enabled: bool = True, **options: Any) -> None:
+        """Run this layer through ``torch.compile`` (fused kernels) whenever none of its hook points is hooked.
+
+        A layer with an active hook (a cache, a patch, a probe) runs eagerly as always, so
+        hooks see exactly what they see without compilation. ``options`` go to
+        ``torch.compile`` (default ``dynamic=True``: one compilation serves every batch
+        and sequence length). ``enabled=False`` goes back to the eager layer.
+        """
+        if not enabled:
+            self._compiled = None
+            return
+        self._compiled = torch.compile(self._compute, **{"dynamic": True, **options})
+
+    def _compute(
+        self,
+        resid: Float[torch.Tensor, "batch pos d_model"],
+        call: LayerCall,
+        position_embeddings: tuple[torch.Tensor, torch.Tensor],
+    ) -> Float[torch.Tensor, "batch pos d_model"]:
+        """The layer itself: pre-norm attention and MLP with their residual adds and hook points."""
+        resid = self.hook_resid_pre(resid)
+        attn_out = self.attn.hf_module(
+            hidden_states=self.ln1.weighted(self.ln1(resid)),
+            attention_mask=call,
+            position_embeddings=position_embeddings,
+            position_ids=None,
+        )[0]
+        resid = self.hook_resid_mid(resid + self.hook_attn_out(attn_out))
+        mlp_out = self.hook_mlp_out(self.mlp(self.ln2.weighted(self.ln2(resid))))
+        return self.hook_resid_post(resid + mlp_out)
 
 
 class Embed(_HFRef):
