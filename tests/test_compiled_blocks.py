@@ -80,3 +80,37 @@ def test_compile_blocks_off_restores_the_bitwise_eager_forward(compiled):
             assert torch.equal(model(prompt), eager_logits)
     finally:
         model.compile_blocks(backend="aot_eager")
+
+
+def test_flow_command_with_compile_blocks_gives_the_eager_run(tmp_path, capsys, monkeypatch):
+    from videolens.cli import main
+    from videolens.runs.run import Run
+
+    compiled_models = []
+    eager_compile = HookedVideoLLM.compile_blocks
+
+    def compile_without_a_toolchain(self, enabled=True, **options):
+        compiled_models.append(self)
+        return eager_compile(self, enabled, **{"backend": "aot_eager", **options})
+
+    monkeypatch.setattr(HookedVideoLLM, "compile_blocks", compile_without_a_toolchain)
+    flow = ["flow", "--target", "vql-to-ql", "--n-per-task", "1", "--tasks", "after", "--no-progress"]
+    assert main([*flow, "--out", str(tmp_path / "eager")]) == 0 and not compiled_models
+    torch._dynamo.reset()
+    try:
+        assert main([*flow, "--out", str(tmp_path / "compiled"), "--compile-blocks"]) == 0
+    finally:
+        torch._dynamo.reset()
+    assert len(compiled_models) == 1
+    eager = Run.load(tmp_path / "eager").records("flow_vql-to-ql")
+    fused = Run.load(tmp_path / "compiled").records("flow_vql-to-ql")
+    assert [r["key"] for r in fused] == [r["key"] for r in eager]
+    for mine, theirs in zip(fused, eager, strict=True):
+        assert len(mine["rows"]) == len(theirs["rows"]) > 0
+        for row_c, row_e in zip(mine["rows"], theirs["rows"], strict=True):
+            assert row_c.keys() == row_e.keys()
+            for key, value in row_e.items():
+                if isinstance(value, float):
+                    assert abs(row_c[key] - value) <= TOL, key
+                else:
+                    assert row_c[key] == value, key

@@ -74,6 +74,11 @@ def _model_flags(p: argparse.ArgumentParser) -> None:
         choices=("auto", "balanced", "balanced_low_0", "sequential"),
         help="spread a model too big for one GPU over every visible GPU (accelerate); instead of --device",
     )
+    p.add_argument(
+        "--compile-blocks",
+        action="store_true",
+        help="fuse the decoder layers with torch.compile (GPU sweeps; the first prompt compiles, tens of seconds)",
+    )
 
 
 def _data_flags(p: argparse.ArgumentParser, sample_mode: bool) -> None:
@@ -382,10 +387,11 @@ def _load(args: argparse.Namespace, source: str, device: str) -> Any:
     try:
         device_map = getattr(args, "device_map", None)
         placed = {"device_map": device_map} if device_map else {"device": device}
-        return HookedVideoLLM.from_pretrained(source, dtype=_dtype(args, device), **placed)
+        model = HookedVideoLLM.from_pretrained(source, dtype=_dtype(args, device), **placed)
     except OSError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CLIError(f"Could not load model {args.model!r}: {first}") from exc
+    return model.compile_blocks() if getattr(args, "compile_blocks", False) else model
 
 
 def _check_layers(args: argparse.Namespace, model: Any) -> None:
