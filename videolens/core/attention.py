@@ -362,19 +362,6 @@ def _merge_softmaxes(
     return merged
 
 
-def attention_outside_compiled_graphs(enabled: bool = True) -> None:
-    """Register the attention function so that ``torch.compile`` calls it rather than tracing it.
-
-    Compiled decoder layers (:meth:`~videolens.core.hooked.HookedVideoLLM.compile_blocks`)
-    fuse the norms, rotary embedding, MLP and residual adds around it; the attention itself
-    picks its kernels and slices by the masks and shapes of each call, which is Python the
-    compiler would otherwise guard on and recompile for. ``enabled=False`` registers the
-    plain function again.
-    """
-    function = torch.compiler.disable(videolens_attention) if enabled else videolens_attention
-    AttentionInterface.register(ATTN_IMPLEMENTATION, function)
-
-
 def register() -> None:
     """Register the attention function (and its mask function) with transformers, once."""
     if ATTN_IMPLEMENTATION not in AttentionInterface._global_mapping:

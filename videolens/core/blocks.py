@@ -364,8 +364,14 @@ class HookedBlock(_HFRef):
             position_embeddings = tuple(to_device(t, device) for t in position_embeddings)
         if call.allowed is not None and call.allowed.device != device:
             call = replace(call, allowed=call.allowed.to(device))
-        if self._compiled is not None and not self.attn.use_attn_result and not any(map(is_hooked, self._hook_points)):
-            return self._compiled(resid, call, position_embeddings)
+        if (
+            self._compiled is not None
+            and not torch.is_grad_enabled()  # gradients (attribution patching) take the eager layer
+            and not self.attn.use_attn_result
+            and not any(map(is_hooked, self._hook_points))
+        ):
+            with self._layer_call(call):
+                return self._compiled(resid, call, position_embeddings)
         handles = self.attach()  # only for hook points in use; removed right after this layer
         try:
             return self._compute(resid, call, position_embeddings)
@@ -374,16 +380,20 @@ class HookedBlock(_HFRef):
                 handle.remove()
 
     def compile(self, enabled: bool = True, **options: Any) -> None:
-        """Run this layer through ``torch.compile`` (fused kernels) whenever none of its hook points is hooked.
+        """Run this layer through ``torch.compile`` (fused kernels) when no hook is on it and no gradient is wanted.
 
-        A layer with an active hook (a cache, a patch, a probe) runs eagerly as always, so
-        hooks see exactly what they see without compilation. ``options`` go to
+        A layer with an active hook (a cache, a patch, a probe), or called with gradients
+        enabled, runs eagerly as always, so hooks and gradients see exactly what they see
+        without compilation. ``options`` go to
         ``torch.compile`` (default ``dynamic=True``: one compilation serves every batch
         and sequence length). ``enabled=False`` goes back to the eager layer.
         """
         if not enabled:
             self._compiled = None
             return
+        from videolens.core.compiled_attention import layer_call  # (that module imports this one)
+
+        self._layer_call = layer_call
         self._compiled = torch.compile(self._compute, **{"dynamic": True, **options})
 
     def _compute(

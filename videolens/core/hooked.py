@@ -56,8 +56,9 @@ from transformer_lens.hook_points import HookPoint
 
 from videolens.adapters.protocol import VideoLLMAdapter, adapter_for, get_path
 from videolens.core import attention as _attention
-from videolens.core.attention import ATTN_IMPLEMENTATION, KVStore, LayerCall, attention_outside_compiled_graphs
+from videolens.core.attention import ATTN_IMPLEMENTATION, KVStore, LayerCall
 from videolens.core.blocks import CircuitViews, Embed, HookedBlock, LayerStack, NormHooks, Unembed
+from videolens.core.compiled_attention import use_compiled_attention
 from videolens.core.config import VideoLLMConfig
 from videolens.core.layout import TokenLayout
 from videolens.core.placement import devices_of, execution_device, is_dispatched, main_device
@@ -670,15 +671,17 @@ class HookedVideoLLM(HookedRootModule, CircuitViews):
 
         On a GPU the HF decoder layer's element-wise work (RMSNorm in fp32, rotary
         embedding, SiLU x up, residual adds) costs about as much as its matrix products on
-        knockout sweeps; compiled, it runs fused. A layer with any hook point hooked (a
-        cache, a patch) runs eagerly as always; attention stays videolens' own function,
-        called from the compiled layer. The first call of each new shape family compiles
+        knockout sweeps; compiled, it runs fused. Compiled layers run under
+        ``torch.no_grad()`` (as the sweep engine and the analyses do); a layer with any
+        hook point hooked (a cache, a patch), or called with gradients enabled, runs
+        eagerly as always; attention stays videolens' own function,
+        one opaque operator in the layer's graph (:mod:`videolens.core.compiled_attention`). The first call of each new shape family compiles
         (tens of seconds on a 7B model); ``options`` go to ``torch.compile`` (default
         ``dynamic=True``). Results equal the eager layers up to floating-point
         reassociation (fp32: ~1e-6). ``enabled=False`` restores the eager layers. Returns
         the model.
         """
-        attention_outside_compiled_graphs(enabled)
+        use_compiled_attention(enabled)
         for block in self.blocks:
             block.compile(enabled, **options)
         return self
