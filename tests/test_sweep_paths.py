@@ -106,3 +106,40 @@ def test_shared_prefix_attention_equals_softmax_over_all_keys(merged, as_bias, m
     scores = (query.double() @ k_all.transpose(2, 3) * d_head**-0.5).masked_fill(~allowed, float("-inf"))
     want = torch.softmax(scores, dim=-1) @ v_all
     assert (got.double() - want).abs().max().item() <= 1e-5
+
+
+@pytest.mark.parametrize("additive", [False, True])
+@pytest.mark.parametrize("mask_heads", [1, 4])
+@pytest.mark.parametrize("shape", [(2, 70, 90), (1, 64, 64), (3, 33, 200)])
+def test_causal_chunks_equal_one_masked_attention(shape, mask_heads, additive, monkeypatch):
+    """Chunks of queries over the keys up to each chunk's end give the one-call result."""
+    monkeypatch.setattr(attention, "_CAUSAL_CHUNK", 8)
+    batch, q_len, k_len = shape
+    torch.manual_seed(q_len)
+    query = torch.randn(batch, 4, q_len, 16)
+    key, value = torch.randn(2, batch, 4, k_len, 16)
+    allowed = attention.causal_allowed(q_len, k_len, "cpu") & (torch.rand(batch, mask_heads, q_len, k_len) > 0.3)
+    allowed[..., 0] = True  # every query keeps a key
+    mask = torch.zeros(allowed.shape).masked_fill(~allowed, float("-inf")) if additive else allowed
+    want = torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=mask, scale=0.25)
+    got = attention._attend_in_causal_chunks(query, key, value, mask, 0.25)
+    assert got.shape == want.shape and (got - want).abs().max().item() <= TOL
+
+
+def test_sweep_with_causal_chunks_equals_the_plain_path(monkeypatch):
+    model = tiny("qwen2_5_vl")
+    prompt = make_prompt(model, answer=1)
+    knockouts = _sweep(model)
+    plain = _plain(model, prompt, knockouts)
+    monkeypatch.setattr(attention, "_CAUSAL_CHUNK", 16)  # the toy prompt's ~200 recomputed queries: 8 chunks
+    calls = []
+    chunked = attention._attend_in_causal_chunks
+    monkeypatch.setattr(attention, "_attend_in_causal_chunks", lambda *a: calls.append(1) or chunked(*a))
+    assert (SweepEngine(model, prompt).last_logits(knockouts) - plain).abs().max().item() <= TOL
+    assert calls  # the chunked path ran
+    with torch.no_grad():
+        cross_frame = EdgeKnockout.cross_frame([0, 1])
+        direct = model(prompt, interventions=[cross_frame])[0, -1]
+    monkeypatch.setattr(attention, "_CAUSAL_CHUNK", 10**9)
+    with torch.no_grad():
+        assert (direct - model(prompt, interventions=[cross_frame])[0, -1]).abs().max().item() <= TOL

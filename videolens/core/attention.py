@@ -146,14 +146,18 @@ def videolens_attention(
     if not explicit:
         if allowed is None and q_len != k_len:
             allowed = causal_allowed(q_len, k_len, query.device)[None, None]
-        z = F.scaled_dot_product_attention(
-            query,
-            _repeat_kv(key, n_rep),
-            _repeat_kv(value, n_rep),
-            attn_mask=_kernel_mask(allowed, query),
-            is_causal=allowed is None,
-            scale=scaling,
-        )
+        mask = _kernel_mask(allowed, query)
+        if mask is not None and q_len >= 2 * _CAUSAL_CHUNK and mask.shape[-2] == q_len:
+            z = _attend_in_causal_chunks(query, _repeat_kv(key, n_rep), _repeat_kv(value, n_rep), mask, scaling)
+        else:
+            z = F.scaled_dot_product_attention(
+                query,
+                _repeat_kv(key, n_rep),
+                _repeat_kv(value, n_rep),
+                attn_mask=mask,
+                is_causal=allowed is None,
+                scale=scaling,
+            )
     else:
         if allowed is None:
             allowed = causal_allowed(q_len, k_len, query.device)[None, None]
@@ -165,6 +169,43 @@ def videolens_attention(
         z = torch.matmul(pattern, _repeat_kv(value, n_rep))
     z = hooks.hook_z(z.transpose(1, 2).contiguous())
     return z, pattern
+
+
+# Masked attention over at least twice this many queries runs in chunks of queries (see below).
+_CAUSAL_CHUNK = 1024
+_MAX_CAUSAL_CHUNKS = 8
+
+
+def _attend_in_causal_chunks(
+    query: Float[torch.Tensor, "batch head q_pos d_head"],
+    key: Float[torch.Tensor, "batch head k_pos d_head"],
+    value: Float[torch.Tensor, "batch head k_pos d_head"],
+    mask: torch.Tensor,
+    scaling: float,
+) -> Float[torch.Tensor, "batch head q_pos d_head"]:
+    """Masked attention in chunks of queries, each over the keys up to its last query only.
+
+    The queries are the last ``q_len`` of ``k_len`` positions and the mask holds the causal
+    mask, so the keys after a chunk's last query are blocked for the whole chunk. A kernel
+    given an arbitrary mask cannot skip those blocks: it scores them and reads their part
+    of the mask. Dropping them leaves every softmax as it was and removes close to half
+    of the work on long sequences (knockouts over many frames: the cross-frame sweep).
+    """
+    q_len, k_len = query.shape[2], key.shape[2]
+    step = max(_CAUSAL_CHUNK, -(-q_len // _MAX_CAUSAL_CHUNKS))
+    chunks = []
+    for start in range(0, q_len, step):
+        stop = min(q_len, start + step)
+        keys = k_len - q_len + stop
+        z = F.scaled_dot_product_attention(
+            query[:, :, start:stop],
+            key[:, :, :keys],
+            value[:, :, :keys],
+            attn_mask=mask[..., start:stop, :keys],
+            scale=scaling,
+        )
+        chunks.append(z.transpose(1, 2))
+    return torch.cat(chunks, dim=1).transpose(1, 2)  # contiguous in (batch, q_pos, head, d_head)
 
 
 def _kernel_mask(allowed: torch.Tensor | None, query: torch.Tensor) -> torch.Tensor | None:
