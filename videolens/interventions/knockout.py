@@ -278,11 +278,14 @@ def blocked_masks(
             cache[key] = _part_mask(part, layouts, seq_len, n_heads, device)
             if not part.pointwise:
                 _check_blocks_something(part, cache[key], _attendable(cache, seq_len, device, None))
+    keys_by_layer: dict[int, set] = {}
+    for part, key in zip(parts, part_keys):
+        for layer in part.layers:
+            keys_by_layer.setdefault(layer, set()).add(key)
     out: dict[int, torch.Tensor] = {}
-    for layer in range(n_layers):
-        combo = tuple(sorted({part_keys[i] for i, part in enumerate(parts) if layer in part.layers}, key=repr))
-        if not combo:
-            continue
+    for layer in sorted(keys_by_layer):
+        keys = keys_by_layer[layer]
+        combo = tuple(keys) if len(keys) == 1 else tuple(sorted(keys, key=repr))
         if ("combo", combo) not in cache:
             masks = [cache[k] for k in combo]
             mask = masks[0]
