@@ -68,8 +68,12 @@ def compilable_attention(
     dropout: float = 0.0,
     **kwargs,
 ) -> tuple[Float[torch.Tensor, "batch q_pos head d_head"], torch.Tensor | None]:
-    """The registered attention while layers are compiled: the operator when traced, the function when eager."""
-    if torch.compiler.is_compiling():
+    """The registered attention while layers are compiled: the operator when traced, the function when eager.
+
+    Only a layer compiled by ``compile_blocks`` sets a :func:`layer_call`; anything else
+    traced (a user's own ``torch.compile`` of the whole model) gets the function itself.
+    """
+    if torch.compiler.is_compiling() and _CALLS:
         return attention_op(query, key, value, float(scaling)), None
     return videolens_attention(module, query, key, value, attention_mask, scaling, dropout, **kwargs)
 
