@@ -114,3 +114,26 @@ def test_flow_command_with_compile_blocks_gives_the_eager_run(tmp_path, capsys, 
                     assert abs(row_c[key] - value) <= TOL, key
                 else:
                     assert row_c[key] == value, key
+
+
+def test_a_pytorch_hook_on_the_hf_layer_keeps_it_eager(compiled):
+    model, prompt, _, eager_logits, _, eager_cache = compiled
+    seen, compiled_calls = [], []
+    block = model.blocks[1]
+    compiled_layer = block._compiled
+    block._compiled = lambda *args: compiled_calls.append(1) or compiled_layer(*args)
+    handle = block.hf_layer.mlp.register_forward_hook(lambda module, args, out: seen.append(out.detach().clone()))
+    try:
+        with torch.no_grad():
+            logits = model(prompt)
+        assert not compiled_calls  # the hooked layer ran its eager code
+        handle.remove()
+        with torch.no_grad():
+            model(prompt)
+        assert compiled_calls == [1]  # and is compiled again once the hook is gone
+    finally:
+        handle.remove()
+        block._compiled = compiled_layer
+    assert len(seen) == 1
+    assert (seen[0] - eager_cache["blocks.1.hook_mlp_out"]).abs().max().item() <= TOL
+    assert (logits - eager_logits).abs().max().item() <= TOL

@@ -369,6 +369,7 @@ class HookedBlock(_HFRef):
             and not torch.is_grad_enabled()  # gradients (attribution patching) take the eager layer
             and not self.attn.use_attn_result
             and not any(map(is_hooked, self._hook_points))
+            and not any(m._forward_hooks or m._forward_pre_hooks for m in self._hf_modules)
         ):
             with self._layer_call(call):
                 return self._compiled(resid, call, position_embeddings)
@@ -380,13 +381,13 @@ class HookedBlock(_HFRef):
                 handle.remove()
 
     def compile(self, enabled: bool = True, **options: Any) -> None:
-        """Run this layer through ``torch.compile`` (fused kernels) when no hook is on it and no gradient is wanted.
+        """Run this layer through ``torch.compile`` when no hook is on it and no gradient is wanted.
 
-        A layer with an active hook (a cache, a patch, a probe), or called with gradients
-        enabled, runs eagerly as always, so hooks and gradients see exactly what they see
-        without compilation. ``options`` go to
-        ``torch.compile`` (default ``dynamic=True``: one compilation serves every batch
-        and sequence length). ``enabled=False`` goes back to the eager layer.
+        A layer with an active hook (a cache, a patch, a probe, or a PyTorch hook on its HF
+        modules), or called with gradients enabled, runs eagerly as always, so hooks and
+        gradients see exactly what they see without compilation. ``options`` go to
+        ``torch.compile`` (default ``dynamic=True``: one compilation serves every batch and
+        sequence length). ``enabled=False`` goes back to the eager layer.
         """
         if not enabled:
             self._compiled = None
@@ -394,6 +395,8 @@ class HookedBlock(_HFRef):
         from videolens.core.compiled_attention import layer_call  # (that module imports this one)
 
         self._layer_call = layer_call
+        # A PyTorch hook put on the HF layer itself (as nnsight or a user does) also keeps it eager.
+        self._hf_modules = list(self.hf_layer.modules())
         self._compiled = torch.compile(self._compute, **{"dynamic": True, **options})
 
     def _compute(
