@@ -57,13 +57,18 @@ def test_compiled_sweep_matches_eager_forwards(compiled):
 def test_hooked_layer_runs_eagerly_and_sees_the_eager_activations(compiled):
     model, prompt, _, eager_logits, _, eager_cache = compiled
     seen: list[str] = []
-    model.blocks[1].hook_resid_mid.add_hook(lambda act, hook: seen.append(hook.name))
+    compiled_calls: list[int] = []
+    block = model.blocks[1]
+    compiled_layer = block._compiled
+    block._compiled = lambda *args: compiled_calls.append(1) or compiled_layer(*args)
+    block.hook_resid_mid.add_hook(lambda act, hook: seen.append(hook.name))
     try:
         with torch.no_grad():
             model(prompt)
     finally:
         model.reset_hooks()
-    assert seen == ["blocks.1.hook_resid_mid"]
+        block._compiled = compiled_layer
+    assert seen == ["blocks.1.hook_resid_mid"] and not compiled_calls  # the hooked layer ran its eager code
     with torch.no_grad():
         logits, cache = model.run_with_cache(prompt, names_filter=lambda name: name.startswith("blocks.1."))
     assert set(cache.keys()) == set(eager_cache.keys())
