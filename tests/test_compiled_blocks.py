@@ -6,6 +6,8 @@ no compiler toolchain; the GPU path differs only in the code generator.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import pytest
 import torch
 
@@ -16,6 +18,18 @@ from videolens.testing import build_tiny_model
 from conftest import make_prompt
 
 TOL = 1e-5
+
+
+@contextmanager
+def counting_compiled_calls(block):
+    """Count the calls of ``block``'s compiled layer while the context is open."""
+    calls: list[int] = []
+    compiled_layer = block._compiled
+    block._compiled = lambda *args: calls.append(1) or compiled_layer(*args)
+    try:
+        yield calls
+    finally:
+        block._compiled = compiled_layer
 
 
 @pytest.fixture(scope="module")
@@ -57,17 +71,12 @@ def test_compiled_sweep_matches_eager_forwards(compiled):
 def test_hooked_layer_runs_eagerly_and_sees_the_eager_activations(compiled):
     model, prompt, _, eager_logits, _, eager_cache = compiled
     seen: list[str] = []
-    compiled_calls: list[int] = []
-    block = model.blocks[1]
-    compiled_layer = block._compiled
-    block._compiled = lambda *args: compiled_calls.append(1) or compiled_layer(*args)
-    block.hook_resid_mid.add_hook(lambda act, hook: seen.append(hook.name))
+    model.blocks[1].hook_resid_mid.add_hook(lambda act, hook: seen.append(hook.name))
     try:
-        with torch.no_grad():
+        with counting_compiled_calls(model.blocks[1]) as compiled_calls, torch.no_grad():
             model(prompt)
     finally:
         model.reset_hooks()
-        block._compiled = compiled_layer
     assert seen == ["blocks.1.hook_resid_mid"] and not compiled_calls  # the hooked layer ran its eager code
     with torch.no_grad():
         logits, cache = model.run_with_cache(prompt, names_filter=lambda name: name.startswith("blocks.1."))
@@ -123,22 +132,18 @@ def test_flow_command_with_compile_blocks_gives_the_eager_run(tmp_path, capsys, 
 
 def test_a_pytorch_hook_on_the_hf_layer_keeps_it_eager(compiled):
     model, prompt, _, eager_logits, _, eager_cache = compiled
-    seen, compiled_calls = [], []
+    seen = []
     block = model.blocks[1]
-    compiled_layer = block._compiled
-    block._compiled = lambda *args: compiled_calls.append(1) or compiled_layer(*args)
     handle = block.hf_layer.mlp.register_forward_hook(lambda module, args, out: seen.append(out.detach().clone()))
     try:
-        with torch.no_grad():
+        with counting_compiled_calls(block) as compiled_calls, torch.no_grad():
             logits = model(prompt)
-        assert not compiled_calls  # the hooked layer ran its eager code
-        handle.remove()
-        with torch.no_grad():
+            assert not compiled_calls  # the hooked layer ran its eager code
+            handle.remove()
             model(prompt)
-        assert compiled_calls == [1]  # and is compiled again once the hook is gone
+            assert compiled_calls == [1]  # and is compiled again once the hook is gone
     finally:
         handle.remove()
-        block._compiled = compiled_layer
     assert len(seen) == 1
     assert (seen[0] - eager_cache["blocks.1.hook_mlp_out"]).abs().max().item() <= TOL
     assert (logits - eager_logits).abs().max().item() <= TOL
