@@ -20,7 +20,8 @@ from transformers import (
 )
 
 from videolens import HookedVideoLLM
-from videolens.testing import build_tiny_tokenizer, llava_next_video_processor
+from videolens.core.prompt import PAPER_ANSWER_PREFIX, PAPER_SYSTEM, VideoPrompt
+from videolens.testing import build_tiny_tokenizer, llava_next_video_processor, random_video
 
 SHAPES = {
     "7b": dict(
@@ -102,6 +103,23 @@ def build_model(size: str, dtype: torch.dtype, device: str, attn_implementation:
     hf.eval()
     processor = llava_next_video_processor(tokenizer, image, shape["vision"]["patch_size"])
     return HookedVideoLLM.from_hf(hf, processor)
+
+
+QUESTION = "What happened after the person took the food?"
+OPTIONS = ["Ate the medicine.", "Took the box.", "Put down the cup.", "Opened the door."]
+
+
+def paper_prompt(model: HookedVideoLLM, size: str, frames: int, answer: int | None = 1) -> VideoPrompt:
+    """The benchmarks' prompt: a random video of ``frames`` frames, an MVBench-style question, four options."""
+    side = SHAPES[size]["vision"]["image_size"]
+    video = random_video(frames, side, side, seed=0)
+    return model.prepare(video, QUESTION, OPTIONS, PAPER_ANSWER_PREFIX, PAPER_SYSTEM, answer=answer)
+
+
+def sync(device: str) -> None:
+    """Wait for the GPU (timings must not end before its kernels do)."""
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
 
 
 def environment(device: str, size: str, dtype: torch.dtype | None = None) -> dict:

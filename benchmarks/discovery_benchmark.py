@@ -19,17 +19,10 @@ import time
 from pathlib import Path
 
 import torch
-from common import SHAPES, build_model, environment  # noqa: I001  (run from the benchmarks folder or with it on sys.path)
+from common import build_model, environment, paper_prompt, sync  # noqa: I001  (run from the benchmarks folder or with it on sys.path)
 
-from videolens.core.prompt import PAPER_ANSWER_PREFIX, PAPER_SYSTEM
 from videolens.discovery import candidate_edges, discover_pathway, edge_attribution, exact_edge_effects
 from videolens.engine.sweep import SweepEngine
-from videolens.testing import random_video
-
-
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 def toy_claims(n_per_task: int, seed: int, out: Path | None) -> dict:
@@ -95,11 +88,7 @@ def main() -> None:
     dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32
     t0 = time.perf_counter()
     model = build_model(args.size, dtype, args.device, attn_implementation="eager")
-    side = SHAPES[args.size]["vision"]["image_size"]
-    video = random_video(args.frames, side, side, seed=0)
-    question = "What happened after the person took the food?"
-    options = ["Ate the medicine.", "Took the box.", "Put down the cup.", "Opened the door."]
-    prompt = model.prepare(video, question, options, PAPER_ANSWER_PREFIX, PAPER_SYSTEM, answer=1)
+    prompt = paper_prompt(model, args.size, args.frames)
     build_s = time.perf_counter() - t0
     edges = candidate_edges([prompt.layout], model.cfg.n_layers)
     print(f"prompt {prompt.seq_len} tokens, {len(edges)} candidate edges, model built in {build_s:.0f}s", flush=True)

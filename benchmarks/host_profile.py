@@ -17,18 +17,11 @@ import time
 from pathlib import Path
 
 import torch
-from common import SHAPES, build_model  # noqa: I001  (run from the benchmarks folder)
+from common import SHAPES, build_model, paper_prompt, sync  # noqa: I001  (run from the benchmarks folder)
 
 from videolens.analyses.flow import TARGETS
 from videolens.analyses.windows import center
-from videolens.core.prompt import PAPER_ANSWER_PREFIX, PAPER_SYSTEM
 from videolens.engine.sweep import SweepEngine
-from videolens.testing import random_video
-
-
-def sync() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
 
 
 def main() -> None:
@@ -40,12 +33,7 @@ def main() -> None:
     args = ap.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = build_model(args.size, torch.bfloat16 if device == "cuda" else torch.float32, device)
-    side = SHAPES[args.size]["vision"]["image_size"]
-    prompt = model.prepare(
-        random_video(8, side, side, seed=0), "What happened after the person took the food?",
-        ["Ate the medicine.", "Took the box.", "Put down the cup.", "Opened the door."],
-        PAPER_ANSWER_PREFIX, PAPER_SYSTEM, answer=1,
-    )  # fmt: skip
+    prompt = paper_prompt(model, args.size, 8)
     n = model.cfg.n_layers
     if args.compile_blocks:
         model.compile_blocks()
@@ -56,15 +44,15 @@ def main() -> None:
             for _ in range(2):
                 SweepEngine(model, prompt).last_logits(knockouts)
             engine = SweepEngine(model, prompt)
-            sync()
+            sync(device)
             t = time.perf_counter()
             engine.last_logits(knockouts)
-            sync()
+            sync(device)
             plain = time.perf_counter() - t
             profiler = cProfile.Profile()
             profiler.enable()
             engine.last_logits(knockouts)
-            sync()
+            sync(device)
             profiler.disable()
             report.write(f"=== {target}: {len(knockouts)} conditions, {plain * 1e3:.1f} ms unprofiled\n")
             for key in ("tottime", "cumulative"):
@@ -73,7 +61,7 @@ def main() -> None:
         profiler = cProfile.Profile()
         profiler.enable()
         SweepEngine(model, prompt)
-        sync()
+        sync(device)
         profiler.disable()
         report.write("=== clean pass (engine construction)\n")
         pstats.Stats(profiler, stream=report).sort_stats("tottime").print_stats(25)

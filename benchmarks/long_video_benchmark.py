@@ -18,11 +18,9 @@ import time
 from pathlib import Path
 
 import torch
-from common import SHAPES, build_model  # noqa: I001
+from common import SHAPES, build_model, paper_prompt  # noqa: I001
 
-from videolens.core.prompt import PAPER_ANSWER_PREFIX, PAPER_SYSTEM
 from videolens.engine.readouts import pooled_attention
-from videolens.testing import random_video
 
 
 def main() -> None:
@@ -36,14 +34,7 @@ def main() -> None:
     cuda = args.device.startswith("cuda")
     dtype = torch.bfloat16 if cuda else torch.float32
     model = build_model(args.size, dtype, args.device, attn_implementation="sdpa")
-    side = SHAPES[args.size]["vision"]["image_size"]
-    prompt = model.prepare(
-        random_video(args.frames, side, side, seed=0),
-        "What happened after the person took the food?",
-        ["Ate the medicine.", "Took the box.", "Put down the cup.", "Opened the door."],
-        PAPER_ANSWER_PREFIX,
-        PAPER_SYSTEM,
-    )
+    prompt = paper_prompt(model, args.size, args.frames, answer=None)
     n, cfg = prompt.seq_len, model.cfg
     result = {
         "device": torch.cuda.get_device_name() if cuda else "cpu",

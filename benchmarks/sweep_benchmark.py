@@ -29,19 +29,12 @@ import time
 from pathlib import Path
 
 import torch
-from common import SHAPES, build_model, environment  # noqa: I001  (run from the benchmarks folder or with it on sys.path)
+from common import SHAPES, build_model, environment, paper_prompt, sync  # noqa: I001  (run from the benchmarks folder or with it on sys.path)
 
 from videolens.analyses.flow import TARGETS
 from videolens.analyses.windows import center
-from videolens.core.prompt import PAPER_ANSWER_PREFIX, PAPER_SYSTEM
 from videolens.engine.reference import knockout_edges, reference_logits
 from videolens.engine.sweep import SweepEngine
-from videolens.testing import random_video
-
-
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 def peak_reset(device: str, empty: bool = True) -> None:
@@ -196,15 +189,7 @@ def main() -> None:
     )
 
     model = build_model(args.size, dtype, args.device, attn_implementation="eager")
-    side = SHAPES[args.size]["vision"]["image_size"]
-    prompt = model.prepare(
-        random_video(args.frames, side, side, seed=0),
-        "What happened after the person took the food?",
-        ["Ate the medicine.", "Took the box.", "Put down the cup.", "Opened the door."],
-        PAPER_ANSWER_PREFIX,
-        PAPER_SYSTEM,
-        answer=1,
-    )
+    prompt = paper_prompt(model, args.size, args.frames)
     n_layers = model.cfg.n_layers
     sweep = range(n_layers if args.layers is None else args.layers)
     conditions = [

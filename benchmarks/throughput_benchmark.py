@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import SHAPES, build_model, environment  # noqa: I001
+from common import OPTIONS, QUESTION, SHAPES, build_model, environment, sync  # noqa: I001
 
 from videolens.analyses.flow import TARGETS
 from videolens.analyses.windows import center
@@ -35,17 +35,11 @@ from videolens.engine.sweep import SweepEngine
 from videolens.testing import random_video
 
 QUESTIONS = [
-    "What happened after the person took the food?",
+    QUESTION,
     "What did the person do first?",
     "Which object moved last?",
     "What is the person holding at the end?",
 ]
-OPTIONS = ["Ate the medicine.", "Took the box.", "Put down the cup.", "Opened the door."]
-
-
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 def main() -> None:
