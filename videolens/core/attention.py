@@ -147,16 +147,12 @@ def videolens_attention(
         if allowed is None and q_len != k_len:
             allowed = causal_allowed(q_len, k_len, query.device)[None, None]
         mask = _kernel_mask(allowed, query)
+        key, value = _repeat_kv(key, n_rep), _repeat_kv(value, n_rep)
         if mask is not None and q_len >= 2 * _CAUSAL_CHUNK and mask.shape[-2] == q_len:
-            z = _attend_in_causal_chunks(query, _repeat_kv(key, n_rep), _repeat_kv(value, n_rep), mask, scaling)
+            z = _attend_in_causal_chunks(query, key, value, mask, scaling)
         else:
             z = F.scaled_dot_product_attention(
-                query,
-                _repeat_kv(key, n_rep),
-                _repeat_kv(value, n_rep),
-                attn_mask=mask,
-                is_causal=allowed is None,
-                scale=scaling,
+                query, key, value, attn_mask=mask, is_causal=allowed is None, scale=scaling
             )
     else:
         if allowed is None:

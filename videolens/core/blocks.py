@@ -371,8 +371,7 @@ class HookedBlock(_HFRef):
             and not any(map(is_hooked, self._hook_points))
             and not any(m._forward_hooks or m._forward_pre_hooks for m in self._hf_modules)
         ):
-            with self._layer_call(call):
-                return self._compiled(resid, call, position_embeddings)
+            return self._compiled(resid, call, position_embeddings)
         handles = self.attach()  # only for hook points in use; removed right after this layer
         try:
             return self._compute(resid, call, position_embeddings)
@@ -394,10 +393,15 @@ class HookedBlock(_HFRef):
             return
         from videolens.core.compiled_attention import layer_call  # (that module imports this one)
 
-        self._layer_call = layer_call
         # A PyTorch hook put on the HF layer itself (as nnsight or a user does) also keeps it eager.
         self._hf_modules = list(self.hf_layer.modules())
-        self._compiled = torch.compile(self._compute, **{"dynamic": True, **options})
+        compiled = torch.compile(self._compute, **{"dynamic": True, **options})
+
+        def run_compiled(resid, call, position_embeddings):
+            with layer_call(call):  # what the attention operator inside the graph serves
+                return compiled(resid, call, position_embeddings)
+
+        self._compiled = run_compiled
 
     def _compute(
         self,
