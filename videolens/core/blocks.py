@@ -41,6 +41,12 @@ def is_hooked(hook: HookPoint) -> bool:
     return bool(hook._forward_hooks or hook._backward_hooks)
 
 
+def rms_normalize(resid: Float[torch.Tensor, "... d_model"], eps: float) -> Float[torch.Tensor, "... d_model"]:
+    """``x / rms(x)`` as HF's RMSNorm computes it (in fp32, back in the input's dtype), without the weight."""
+    x = resid.float()
+    return (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)).to(resid.dtype)
+
+
 class _HFRef(nn.Module):
     """A hooked module that refers to (but does not own) one HF module."""
 
@@ -77,14 +83,11 @@ class NormHooks(_HFRef):
         return self.hf_module.weight
 
     def forward(self, resid: Float[torch.Tensor, "... d_model"]) -> Float[torch.Tensor, "... d_model"]:
-        dtype = resid.dtype
+        if not is_hooked(self.hook_scale):
+            return self.hook_normalized(rms_normalize(resid, self.eps))  # HF's own arithmetic
         x = resid.float()
-        variance = x.pow(2).mean(-1, keepdim=True)
-        if is_hooked(self.hook_scale):
-            normed = x / self.hook_scale(torch.sqrt(variance + self.eps))
-        else:
-            normed = x * torch.rsqrt(variance + self.eps)  # HF's own arithmetic
-        return self.hook_normalized(normed.to(dtype))
+        normed = x / self.hook_scale(torch.sqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
+        return self.hook_normalized(normed.to(resid.dtype))
 
     def weighted(self, normalized: Float[torch.Tensor, "... d_model"]) -> Float[torch.Tensor, "... d_model"]:
         """HF's norm output: the weight times the normalized stream (an offloaded weight is loaded for it)."""
@@ -335,9 +338,13 @@ class HookedBlock(_HFRef):
         self.mlp = MLPHooks(getattr(hf_layer, adapter.mlp), adapter, self.ln2)
         self.hook_mlp_out = HookPoint()
         self.hook_resid_post = HookPoint()
-        # Every hook point of the layer: a hook on any of them sends the layer down the eager path.
+        # Every hook point of the layer: a hook on any of them sends the layer down its own code.
         self._hook_points = [m for m in self.modules() if isinstance(m, HookPoint)]
+        self._hf_modules = list(hf_layer.modules())
         self._compiled = None
+        from videolens.core.one_token import OneTokenLayer  # (that module imports this one)
+
+        self._one_token = OneTokenLayer.for_block(self, adapter)
 
     @property
     def hf_layer(self) -> nn.Module:
@@ -364,20 +371,25 @@ class HookedBlock(_HFRef):
             position_embeddings = tuple(to_device(t, device) for t in position_embeddings)
         if call.allowed is not None and call.allowed.device != device:
             call = replace(call, allowed=call.allowed.to(device))
-        if (
-            self._compiled is not None
-            and not torch.is_grad_enabled()  # gradients (attribution patching) take the eager layer
-            and not self.attn.use_attn_result
-            and not any(map(is_hooked, self._hook_points))
-            and not any(m._forward_hooks or m._forward_pre_hooks for m in self._hf_modules)
-        ):
-            return self._compiled(resid, call, position_embeddings)
+        if (self._compiled is not None or self._one_token is not None) and self._unhooked():
+            if self._compiled is not None and not torch.is_grad_enabled():  # gradients take the eager layer
+                return self._compiled(resid, call, position_embeddings)
+            if self._one_token is not None and self._one_token.applies(resid, call):
+                return self._one_token(resid, call, position_embeddings)
         handles = self.attach()  # only for hook points in use; removed right after this layer
         try:
             return self._compute(resid, call, position_embeddings)
         finally:
             for handle in handles:
                 handle.remove()
+
+    def _unhooked(self) -> bool:
+        """Whether nothing needs this layer's own code: no hook point hooked, no PyTorch hook on its HF modules."""
+        return (
+            not self.attn.use_attn_result
+            and not any(map(is_hooked, self._hook_points))
+            and not any(m._forward_hooks or m._forward_pre_hooks for m in self._hf_modules)
+        )
 
     def compile(self, enabled: bool = True, **options: Any) -> None:
         """Run this layer through ``torch.compile`` when no hook is on it and no gradient is wanted.
@@ -393,8 +405,6 @@ class HookedBlock(_HFRef):
             return
         from videolens.core.compiled_attention import layer_call  # (that module imports this one)
 
-        # A PyTorch hook put on the HF layer itself (as nnsight or a user does) also keeps it eager.
-        self._hf_modules = list(self.hf_layer.modules())
         compiled = torch.compile(self._compute, **{"dynamic": True, **options})
 
         def run_compiled(resid, call, position_embeddings):

@@ -57,7 +57,8 @@ class MaskPalette:
         )
         self.n = n
         self.table = table
-        additive = allowed.is_cuda if self.additive is None else self.additive
+        # One query per row (knockouts into the last token): the attention adds the bias in place.
+        additive = (allowed.is_cuda or n - q0 == 1) if self.additive is None else self.additive
         self.full = _kernel_form(allowed, dtype) if additive else allowed.contiguous()
         # On the device before the group's kernels are queued, copied without waiting for them.
         host_table = torch.tensor(table, dtype=torch.long)
