@@ -41,6 +41,19 @@ def is_hooked(hook: HookPoint) -> bool:
     return bool(hook._forward_hooks or hook._backward_hooks)
 
 
+# transformers puts forward hooks on decoder layers and attention modules the first time a model
+# runs (to collect hidden states and attentions when asked); they do nothing outside HF's own forward.
+_HF_OUTPUT_CAPTURE = "transformers.utils.output_capturing"
+
+
+def has_foreign_hooks(module: nn.Module) -> bool:
+    """Whether a PyTorch forward (pre-)hook other than transformers' inert output capture sits on ``module``."""
+    if not (module._forward_hooks or module._forward_pre_hooks):
+        return False
+    hooks = (*module._forward_hooks.values(), *module._forward_pre_hooks.values())
+    return any(getattr(hook, "__module__", None) != _HF_OUTPUT_CAPTURE for hook in hooks)
+
+
 def rms_normalize(resid: Float[torch.Tensor, "... d_model"], eps: float) -> Float[torch.Tensor, "... d_model"]:
     """``x / rms(x)`` as HF's RMSNorm computes it (in fp32, back in the input's dtype), without the weight."""
     x = resid.float()
@@ -372,10 +385,12 @@ class HookedBlock(_HFRef):
         if call.allowed is not None and call.allowed.device != device:
             call = replace(call, allowed=call.allowed.to(device))
         if (self._compiled is not None or self._one_token is not None) and self._unhooked():
-            if self._compiled is not None and not torch.is_grad_enabled():  # gradients take the eager layer
-                return self._compiled(resid, call, position_embeddings)
+            # One-token rows (knockouts into the last token) take the flat layer even when compiled:
+            # it runs fewer operations than the compiled graph's call (measured on an H200 and a CPU).
             if self._one_token is not None and self._one_token.applies(resid, call):
                 return self._one_token(resid, call, position_embeddings)
+            if self._compiled is not None and not torch.is_grad_enabled():  # gradients take the eager layer
+                return self._compiled(resid, call, position_embeddings)
         handles = self.attach()  # only for hook points in use; removed right after this layer
         try:
             return self._compute(resid, call, position_embeddings)
@@ -388,7 +403,7 @@ class HookedBlock(_HFRef):
         return (
             not self.attn.use_attn_result
             and not any(map(is_hooked, self._hook_points))
-            and not any(m._forward_hooks or m._forward_pre_hooks for m in self._hf_modules)
+            and not any(map(has_foreign_hooks, self._hf_modules))
         )
 
     def compile(self, enabled: bool = True, **options: Any) -> None:

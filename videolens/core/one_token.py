@@ -26,7 +26,8 @@ from __future__ import annotations
 import sys
 import warnings
 import weakref
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -62,9 +63,13 @@ class OneTokenLayer:
         self.rotary = rotary
         self.ln1_eps, self.ln1_w = block.ln1.eps, block.ln1.w
         self.ln2_eps, self.ln2_w = block.ln2.eps, block.ln2.w
-        self.q, self.k, self.v, self.o = (getattr(attn, getattr(adapter, p)) for p in ("q_proj", "k_proj", "v_proj", "o_proj"))
+        self.q, self.k, self.v, self.o = (
+            getattr(attn, getattr(adapter, p)) for p in ("q_proj", "k_proj", "v_proj", "o_proj")
+        )
         self.q_norm, self.k_norm = (getattr(attn, name, None) for name in _QK_NORMS)
-        self.gate, self.up, self.down = (getattr(mlp, getattr(adapter, p)) for p in ("mlp_gate_proj", "mlp_up_proj", "mlp_out_proj"))
+        self.gate, self.up, self.down = (
+            getattr(mlp, getattr(adapter, p)) for p in ("mlp_gate_proj", "mlp_up_proj", "mlp_out_proj")
+        )
         self.act = mlp.act_fn
         self.n_heads, self.n_kv_heads, self.d_head = block.attn.n_heads, block.attn.n_kv_heads, block.attn.d_head
         self.scaling = block.attn.scaling
