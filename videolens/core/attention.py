@@ -272,6 +272,8 @@ def _attend_shared_prefix(
     held = (allowed.shape[1] * prefix if fused else h * prefix) + h * q_len  # scores held per query row
     step = max(1, _SCORE_BUDGET // (q_len * held))
     attend = _attend_slice_merged if merged else _attend_one_query if q_len == 1 else _attend_slice_explicit
+    if step >= b:
+        return attend(query, kp, vp, k_own, v_own, allowed, scaling)
     out = []
     for s in range(0, b, step):
         mask = allowed if allowed.shape[0] == 1 else allowed[s : s + step]

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING
 import torch
 from jaxtyping import Bool, Float
 
+from videolens.core.attention import causal_allowed
+
 if TYPE_CHECKING:
     from videolens.engine.sweep import Condition, SweepEngine
 
@@ -51,7 +53,7 @@ class MaskPalette:
                     masks.append(mask)
                 table[layer][col] = slot[id(mask)]
         heads = max([1] + [m.shape[1] for m in masks])
-        causal = torch.ones(n, n, dtype=torch.bool, device=device).tril()[q0:]
+        causal = causal_allowed(n - q0, n, device)
         allowed = torch.stack(
             [causal.expand(heads, -1, -1)] + [(causal & ~m[0, :, q0:]).expand(heads, -1, -1) for m in masks]
         )
