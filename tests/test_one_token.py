@@ -31,6 +31,16 @@ def _plain(model, prompt, knockouts) -> torch.Tensor:
         return torch.stack([model(prompt, interventions=[ko])[0, -1] for ko in knockouts])
 
 
+def _assert_fast_sweep_equals_plain(model, prompt, monkeypatch) -> None:
+    """A sweep into the last token runs every layer through the one-token path and equals full forwards."""
+    knockouts = _to_last(model)
+    plain = _plain(model, prompt, knockouts)
+    fast_layers = _count_fast_calls(monkeypatch)
+    got = SweepEngine(model, prompt).last_logits(knockouts)
+    assert sorted(set(fast_layers)) == list(range(model.cfg.n_layers))
+    assert (got - plain).abs().max().item() <= TOL
+
+
 def _count_fast_calls(monkeypatch) -> list[int]:
     """Spy on the one-token layer's arithmetic: the layers it ran, call by call."""
     layers: list[int] = []
@@ -106,13 +116,7 @@ def test_one_query_attention_equals_softmax_over_all_keys(as_bias, mask_rows):
 
 def test_a_sweep_into_the_last_token_runs_the_one_token_path_and_equals_full_forwards(monkeypatch):
     model = tiny("qwen2_5_vl")
-    prompt = make_prompt(model, answer=2)
-    knockouts = _to_last(model)
-    plain = _plain(model, prompt, knockouts)
-    fast_layers = _count_fast_calls(monkeypatch)
-    got = SweepEngine(model, prompt).last_logits(knockouts)
-    assert sorted(set(fast_layers)) == list(range(model.cfg.n_layers))
-    assert (got - plain).abs().max().item() <= TOL
+    _assert_fast_sweep_equals_plain(model, make_prompt(model, answer=2), monkeypatch)
 
 
 def test_a_hooked_layer_runs_its_own_code(monkeypatch):
@@ -178,9 +182,45 @@ def test_transformers_own_output_capturing_hooks_leave_the_fast_path_on(monkeypa
     with torch.no_grad():
         model.hf_model(**prompt.inputs, output_hidden_states=True)
     assert any(block.hf_layer._forward_hooks for block in model.blocks)  # transformers put them there
+    _assert_fast_sweep_equals_plain(model, prompt, monkeypatch)
+
+
+class _Scaled(torch.nn.Module):
+    """A stand-in for an adapter wrapper (LoRA): the wrapped linear's output, changed."""
+
+    def __init__(self, base: torch.nn.Linear) -> None:
+        super().__init__()
+        self.base_layer = base
+        self.weight = base.weight  # as wrappers expose it: reading it alone would miss the change
+
+    def forward(self, x):
+        return 1.5 * self.base_layer(x)
+
+
+def test_a_projection_swapped_in_later_sends_the_layer_back_to_its_own_code(monkeypatch):
+    torch.manual_seed(0)
+    model = HookedVideoLLM.from_hf(*build_tiny_model("llava_next_video"))
+    prompt = make_prompt(model, answer=0)
+    SweepEngine(model, prompt).last_logits(_to_last(model))  # verified before the swap
+    attn = model.blocks[1].hf_layer.self_attn
+    attn.v_proj = _Scaled(attn.v_proj)
     knockouts = _to_last(model)
     plain = _plain(model, prompt, knockouts)
     fast_layers = _count_fast_calls(monkeypatch)
     got = SweepEngine(model, prompt).last_logits(knockouts)
-    assert sorted(set(fast_layers)) == list(range(model.cfg.n_layers))
+    assert 1 not in fast_layers and 0 in fast_layers
     assert (got - plain).abs().max().item() <= TOL
+
+
+def test_a_projection_that_is_not_a_plain_linear_has_no_one_token_path():
+    class QuantizedLike(torch.nn.Linear):
+        def forward(self, x):
+            return super().forward(x).round()
+
+    hf, processor = build_tiny_model("llava_next_video")
+    mlp = hf.model.language_model.layers[0].mlp
+    quantized = QuantizedLike(mlp.up_proj.in_features, mlp.up_proj.out_features, bias=False)
+    quantized.weight = mlp.up_proj.weight
+    mlp.up_proj = quantized
+    model = HookedVideoLLM.from_hf(hf, processor)
+    assert model.blocks[0]._one_token is None and model.blocks[1]._one_token is not None

@@ -15,10 +15,12 @@ It serves a layer only when nothing needs the layer's own code: no hook point of
 is hooked, no PyTorch or accelerate hook sits on its HF modules, ``use_attn_result`` is
 off, no keys/values are stored, and the cached prefix is shared by the whole batch. Its
 structure is checked once (the HF layer holds exactly the two norms, the attention with
-q/k/v/o projections and optional q/k norms, and the gated MLP the adapter names), and its
-first call is checked against the block's own path on the same inputs; a layer that
-differs (a family whose layer code does something its modules do not show) keeps the
-block's path from then on, with a warning.
+q/k/v/o projections and optional q/k norms, and the gated MLP the adapter names; every
+projection a plain ``nn.Linear``, not a quantized or adapter-wrapped one), each call checks
+that those modules are still the ones in place (a LoRA wrapper swapped in later sends the
+layer back to its own code), and its first call is checked against the block's own path on
+the same inputs; a layer that differs (a family whose layer code does something its modules
+do not show) keeps the block's path from then on, with a warning.
 """
 
 from __future__ import annotations
@@ -58,11 +60,10 @@ class OneTokenLayer:
     """
 
     def __init__(self, block: HookedBlock, adapter: VideoLLMAdapter, rotary: RotaryAtOnePosition) -> None:
-        attn, mlp = block.attn.hf_module, block.mlp.hf_module
+        layer, attn, mlp = block.hf_layer, block.attn.hf_module, block.mlp.hf_module
         self.block = block
         self.rotary = rotary
-        self.ln1_eps, self.ln1_w = block.ln1.eps, block.ln1.w
-        self.ln2_eps, self.ln2_w = block.ln2.eps, block.ln2.w
+        self.ln1, self.ln2 = block.ln1, block.ln2
         self.q, self.k, self.v, self.o = (
             getattr(attn, getattr(adapter, p)) for p in ("q_proj", "k_proj", "v_proj", "o_proj")
         )
@@ -73,21 +74,35 @@ class OneTokenLayer:
         self.act = mlp.act_fn
         self.n_heads, self.n_kv_heads, self.d_head = block.attn.n_heads, block.attn.n_kv_heads, block.attn.d_head
         self.scaling = block.attn.scaling
+        # The modules it computes with, where they sat: a module swapped in later (a LoRA wrapper,
+        # a quantized linear) sends the layer back to its own code.
+        self._parts = [
+            (parent, name, module) for parent in (layer, attn, mlp) for name, module in parent.named_children()
+        ]
         self.verified = False
+
+    def _unchanged(self) -> bool:
+        return all(parent._modules.get(name) is module for parent, name, module in self._parts)
 
     @classmethod
     def for_block(cls, block: HookedBlock, adapter: VideoLLMAdapter) -> OneTokenLayer | None:
         """The one-token layer of ``block``, or None when its HF layer is not the pre-norm gated layer it computes."""
         layer = block.hf_layer
         attn, mlp = block.attn.hf_module, block.mlp.hf_module
-        projections = {getattr(adapter, p) for p in ("q_proj", "k_proj", "v_proj", "o_proj")}
-        mlp_parts = {adapter.mlp_gate_proj, adapter.mlp_up_proj, adapter.mlp_out_proj, "act_fn"}
+        projection_names = [getattr(adapter, p) for p in ("q_proj", "k_proj", "v_proj", "o_proj")]
+        mlp_names = [adapter.mlp_gate_proj, adapter.mlp_up_proj, adapter.mlp_out_proj]
         rotary = getattr(sys.modules.get(type(attn).__module__), "apply_rotary_pos_emb", None)
         known = (
-            _children(layer) == {adapter.ln1, adapter.attn, adapter.ln2, adapter.mlp}
-            and projections <= _children(attn) <= projections | set(_QK_NORMS)
-            and _children(mlp) == mlp_parts
-            and None not in mlp_parts
+            None not in mlp_names
+            and _children(layer) == {adapter.ln1, adapter.attn, adapter.ln2, adapter.mlp}
+            and set(projection_names) <= _children(attn) <= set(projection_names) | set(_QK_NORMS)
+            and _children(mlp) == {*mlp_names, "act_fn"}
+            # plain linear layers only: a quantized or adapter-wrapped one computes more than weight @ x + bias
+            and all(
+                type(getattr(parent, name)).forward is torch.nn.Linear.forward
+                for parent, names in ((attn, projection_names), (mlp, mlp_names))
+                for name in names
+            )
             and callable(rotary)
             # accelerate's hooks (a device map, offloading) move inputs and load weights in the layer's own code
             and all(getattr(m, "_hf_hook", None) is None for m in layer.modules())
@@ -108,6 +123,7 @@ class OneTokenLayer:
             and past is not None
             and call.layer in past.keys
             and past.keys[call.layer].shape[0] == 1
+            and self._unchanged()
         )
 
     def __call__(
@@ -142,7 +158,7 @@ class OneTokenLayer:
     ) -> Float[torch.Tensor, "batch 1 d_model"]:
         rows = resid.shape[0]
         x = resid.view(rows, -1)
-        hidden = self.ln1_w * rms_normalize(x, self.ln1_eps)
+        hidden = self.ln1.w * rms_normalize(x, self.ln1.eps)
         query = F.linear(hidden, self.q.weight, self.q.bias).view(rows, self.n_heads, self.d_head)
         key = F.linear(hidden, self.k.weight, self.k.bias).view(rows, self.n_kv_heads, self.d_head)
         value = F.linear(hidden, self.v.weight, self.v.bias).view(rows, self.n_kv_heads, 1, self.d_head)
@@ -160,7 +176,7 @@ class OneTokenLayer:
             self.n_heads // self.n_kv_heads,
         )
         x = x + F.linear(z.reshape(rows, -1), self.o.weight, self.o.bias)
-        hidden = self.ln2_w * rms_normalize(x, self.ln2_eps)
+        hidden = self.ln2.w * rms_normalize(x, self.ln2.eps)
         gated = self.act(F.linear(hidden, self.gate.weight, self.gate.bias)) * F.linear(
             hidden, self.up.weight, self.up.bias
         )
