@@ -385,8 +385,9 @@ class HookedBlock(_HFRef):
         if call.allowed is not None and call.allowed.device != device:
             call = replace(call, allowed=call.allowed.to(device))
         if (self._compiled is not None or self._one_token is not None) and self._unhooked():
-            # One-token rows (knockouts into the last token) take the flat layer even when compiled:
-            # it runs fewer operations than the compiled graph's call (measured on an H200 and a CPU).
+            # One-token rows (knockouts into the last token) take the flat layer even when compiled: on
+            # the CPU a compiled call costs more than the eager layer, and on one H200 that target's
+            # sweep took 0.031 s with flat layers vs 0.042 s with compiled ones (benchmarks/RESULTS.md).
             if self._one_token is not None and self._one_token.applies(resid, call):
                 return self._one_token(resid, call, position_embeddings)
             if self._compiled is not None and not torch.is_grad_enabled():  # gradients take the eager layer
