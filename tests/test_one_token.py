@@ -224,3 +224,24 @@ def test_a_projection_that_is_not_a_plain_linear_has_no_one_token_path():
     mlp.up_proj = quantized
     model = HookedVideoLLM.from_hf(hf, processor)
     assert model.blocks[0]._one_token is None and model.blocks[1]._one_token is not None
+
+
+def test_rotary_with_embeddings_per_row_equals_hfs_rotary_function():
+    """Rows whose position embeddings differ (one position each) rotate as HF's function rotates each row."""
+    model = tiny("llava_next_video")
+    engine = SweepEngine(model, make_prompt(model))
+    hf_rotary = importlib.import_module(type(model.blocks[0].attn.hf_module).__module__).apply_rotary_pos_emb
+    cos, sin = engine.position_embeddings
+    positions = torch.tensor([3, 0, 11, engine.seq_len - 1])
+    pe = (cos[0, positions][:, None], sin[0, positions][:, None])  # (rows, 1 position, d_head)
+    torch.manual_seed(3)
+    query, key = (
+        torch.randn(4, model.cfg.n_heads, model.cfg.d_head),
+        torch.randn(4, model.cfg.n_kv_heads, model.cfg.d_head),
+    )
+    got_q, got_k = RotaryAtOnePosition(hf_rotary)(query, key, pe)
+    for row, position in enumerate(positions.tolist()):
+        one = (cos[..., position : position + 1, :], sin[..., position : position + 1, :])
+        want_q, want_k = hf_rotary(query[row : row + 1, :, None], key[row : row + 1, :, None], *one)
+        assert (got_q[row] - want_q[0, :, 0]).abs().max().item() <= 1e-6
+        assert (got_k[row] - want_k[0, :, 0]).abs().max().item() <= 1e-6

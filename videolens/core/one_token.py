@@ -206,9 +206,9 @@ class RotaryAtOnePosition:
         position_embeddings: tuple[torch.Tensor, torch.Tensor],
     ) -> tuple[Float[torch.Tensor, "rows head d_head"], Float[torch.Tensor, "rows kv_head d_head"]]:
         cos, sin = position_embeddings
-        if cos[..., 0].numel() != 1:  # rows at several positions: HF's function, row by row
-            rotated_q, rotated_k = self.apply_rotary(query.transpose(0, 1)[None], key.transpose(0, 1)[None], cos, sin)
-            return rotated_q[0].transpose(0, 1), rotated_k[0].transpose(0, 1)
+        if cos[..., 0].numel() != 1:  # embeddings per row (rows at different positions): HF's function itself
+            rotated_q, rotated_k = self.apply_rotary(query[:, :, None], key[:, :, None], cos, sin)
+            return rotated_q[:, :, 0], rotated_k[:, :, 0]
         if self._for is None or self._for[0]() is not cos or self._for[1]() is not sin:
             d = query.shape[-1]
             unit = torch.eye(d, dtype=query.dtype, device=query.device).view(1, d, 1, d)  # d "heads" at 1 position
