@@ -278,7 +278,7 @@ def _attend_shared_prefix(
     for s in range(0, b, step):
         mask = allowed if allowed.shape[0] == 1 else allowed[s : s + step]
         out.append(attend(query[s : s + step], kp, vp, k_own[s : s + step], v_own[s : s + step], mask, scaling))
-    return out[0] if len(out) == 1 else torch.cat(out)
+    return torch.cat(out)
 
 
 def _attend_slice_explicit(
