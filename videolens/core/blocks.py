@@ -384,14 +384,16 @@ class HookedBlock(_HFRef):
             position_embeddings = tuple(to_device(t, device) for t in position_embeddings)
         if call.allowed is not None and call.allowed.device != device:
             call = replace(call, allowed=call.allowed.to(device))
-        if (self._compiled is not None or self._one_token is not None) and self._unhooked():
-            # One-token rows (knockouts into the last token) take the flat layer even when compiled: on
-            # the CPU a compiled call costs more than the eager layer, and on one H200 that target's
-            # sweep took 0.031 s with flat layers vs 0.042 s with compiled ones (benchmarks/RESULTS.md).
-            if self._one_token is not None and self._one_token.applies(resid, call):
+        # One-token rows (knockouts into the last token) take the flat layer even when compiled: on
+        # the CPU a compiled call costs more than the eager layer, and on one H200 that target's
+        # sweep took 0.031 s with flat layers vs 0.042 s with compiled ones (benchmarks/RESULTS.md).
+        # The cheap checks of the call come first: most calls (whole prompts) take neither path.
+        flat = self._one_token is not None and self._one_token.applies(resid, call)
+        compiled = self._compiled is not None and not torch.is_grad_enabled()  # gradients take the eager layer
+        if (flat or compiled) and self._unhooked():
+            if flat:
                 return self._one_token(resid, call, position_embeddings)
-            if self._compiled is not None and not torch.is_grad_enabled():  # gradients take the eager layer
-                return self._compiled(resid, call, position_embeddings)
+            return self._compiled(resid, call, position_embeddings)
         handles = self.attach()  # only for hook points in use; removed right after this layer
         try:
             return self._compute(resid, call, position_embeddings)
