@@ -6,7 +6,8 @@ On CUDA, :func:`videolens.core.attention._attend_shared_prefix` attends the stac
 to the prefix in SDPA's memory-efficient kernel and merges that with each row's own keys;
 the CPU suite cannot reach that kernel. This compares it with a float64 softmax over the
 concatenated keys, for boolean and additive masks, broadcast and per-row, per-head and
-head-shared, with rows whose own keys are all blocked. Prints the worst differences.
+head-shared, with rows whose own keys are all blocked, and for one query per row (the
+grouped one-query path). Prints the worst differences.
 """
 
 from __future__ import annotations
@@ -32,25 +33,29 @@ def main() -> None:
     for dtype, tol in ((torch.float32, 2e-5), (torch.bfloat16, 2e-2)):
         for heads_in_mask in (1, 8):
             for per_row in (False, True):
-                for as_bias in (False, True):
-                    b, h, kvh, q, prefix, d = 6, 8, 2, 37, 301, 64
+                for as_bias, q in ((False, 37), (True, 37), (False, 1), (True, 1)):  # q=1: the one-query path
+                    b, h, kvh, prefix, d = 6, 8, 2, 301, 64
                     dev = "cuda" if torch.cuda.is_available() else "cpu"
                     query = torch.randn(b, h, q, d, device=dev)
                     past_k, past_v = torch.randn(2, 1, kvh, prefix, d, device=dev)
                     key, value = torch.randn(2, b, kvh, q, d, device=dev)
                     causal = causal_allowed(q, prefix + q, dev)
                     blocked = torch.rand(b if per_row else 1, heads_in_mask, q, prefix + q, device=dev) < 0.3
-                    blocked[..., 3, prefix:] = True  # a query whose own keys are all blocked
-                    blocked[..., 5, :prefix] = True  # a query whose prefix keys are all blocked
+                    if q > 5:
+                        blocked[..., 3, prefix:] = True  # a query whose own keys are all blocked
+                        blocked[..., 5, :prefix] = True  # a query whose prefix keys are all blocked
+                    else:  # the own key allowed (a row with every key blocked has no defined output)
+                        blocked[..., prefix:] = False
+                        blocked[-1, ..., :prefix] = True  # a row that attends to its own key only
                     allowed = causal & ~blocked
-                    ref = reference(query, past_k, past_v, key, value, allowed, d**-0.5, h // kvh)
+                    args = [t.to(dtype) for t in (query, past_k, past_v, key, value)]
+                    ref = reference(*args, allowed, d**-0.5, h // kvh)  # from the same (rounded) inputs
                     mask = allowed
                     if as_bias:
                         mask = torch.zeros(allowed.shape, dtype=dtype, device=dev).masked_fill_(~allowed, float("-inf"))
-                    args = [t.to(dtype) for t in (query, past_k, past_v, key, value)]
                     got = _attend_shared_prefix(*args, mask, d**-0.5, h // kvh)
                     err = (got.double() - ref).abs().max().item()
-                    name = f"{str(dtype)[6:]} mask_heads={heads_in_mask} per_row={per_row} bias={as_bias}"
+                    name = f"{str(dtype)[6:]} q={q} mask_heads={heads_in_mask} per_row={per_row} bias={as_bias}"
                     worst[name] = (err, tol)
     print(json.dumps(worst, indent=1))
     failed = {name: err for name, (err, tol) in worst.items() if err > tol}

@@ -95,14 +95,15 @@ def test_rotary_matrix_equals_hfs_rotary_function():
 
 @pytest.mark.parametrize("as_bias", [False, True])
 @pytest.mark.parametrize("mask_rows", [1, 5])
-def test_one_query_attention_equals_softmax_over_all_keys(as_bias, mask_rows):
+@pytest.mark.parametrize("mask_heads", [1, 4])
+def test_one_query_attention_equals_softmax_over_all_keys(as_bias, mask_rows, mask_heads):
     """One query per row over [shared prefix, own key]: one float64 softmax, grouped heads, a row with only its own key."""
     torch.manual_seed(0)
     rows, heads, kv_heads, prefix, d_head = 5, 4, 2, 40, 8
     query = torch.randn(rows, heads, 1, d_head)
     past_k, past_v = torch.randn(2, 1, kv_heads, prefix, d_head)
     key, value = torch.randn(2, rows, kv_heads, 1, d_head)
-    allowed = torch.rand(mask_rows, 4, 1, prefix + 1) > 0.3
+    allowed = torch.rand(mask_rows, mask_heads, 1, prefix + 1) > 0.3
     allowed[..., -1] = True
     allowed[-1, :, :, :prefix] = False  # this row may attend to its own key only
     mask = torch.zeros(allowed.shape).masked_fill_(~allowed, float("-inf")) if as_bias else allowed

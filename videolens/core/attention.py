@@ -262,8 +262,6 @@ def _attend_shared_prefix(
     """
     b, h, q_len, d = query.shape
     prefix = past_k.shape[2]
-    kp, vp = _repeat_kv(past_k, n_rep), _repeat_kv(past_v, n_rep)  # (1, head, prefix, d_head)
-    k_own, v_own = _repeat_kv(key, n_rep), _repeat_kv(value, n_rep)
     if allowed is None:
         allowed = causal_allowed(q_len, prefix + q_len, query.device)[None, None]
     if merged is None:
@@ -271,7 +269,12 @@ def _attend_shared_prefix(
     fused = merged and query.is_cuda
     held = (allowed.shape[1] * prefix if fused else h * prefix) + h * q_len  # scores held per query row
     step = max(1, _SCORE_BUDGET // (q_len * held))
-    attend = _attend_slice_merged if merged else _attend_one_query if q_len == 1 else _attend_slice_explicit
+    if q_len == 1 and not merged:  # query heads grouped by key head: the prefix is never repeated
+        kp, vp, k_own, v_own, attend = past_k, past_v, key, value, _attend_one_query
+    else:
+        kp, vp = _repeat_kv(past_k, n_rep), _repeat_kv(past_v, n_rep)  # (1, head, prefix, d_head)
+        k_own, v_own = _repeat_kv(key, n_rep), _repeat_kv(value, n_rep)
+        attend = _attend_slice_merged if merged else _attend_slice_explicit
     if step >= b:
         return attend(query, kp, vp, k_own, v_own, allowed, scaling)
     out = []
@@ -308,34 +311,41 @@ def _attend_slice_explicit(
 
 def _attend_one_query(
     query: Float[torch.Tensor, "rows head 1 d_head"],
-    kp: Float[torch.Tensor, "1 head prefix d_head"],
-    vp: Float[torch.Tensor, "1 head prefix d_head"],
-    k_own: Float[torch.Tensor, "rows head 1 d_head"],
-    v_own: Float[torch.Tensor, "rows head 1 d_head"],
+    kp: Float[torch.Tensor, "1 kv_head prefix d_head"],
+    vp: Float[torch.Tensor, "1 kv_head prefix d_head"],
+    k_own: Float[torch.Tensor, "rows kv_head 1 d_head"],
+    v_own: Float[torch.Tensor, "rows kv_head 1 d_head"],
     mask: torch.Tensor,
     scaling: float,
 ) -> Float[torch.Tensor, "rows head 1 d_head"]:
     """One slice of :func:`_attend_shared_prefix` when each row has one query (knockouts into the last token).
 
     The same scores and softmax as :func:`_attend_slice_explicit` in about half as many
-    tensor operations: a row's score for its own key is a dot product, and the masks are
-    applied in place. Such a step's cost is its operation count, not its FLOPs.
+    tensor operations, which is what such a step costs (not its FLOPs): a row's score for
+    its own key is a dot product and the mask is applied in place. The query heads that
+    share a key head (grouped-query attention, as in HF's ``repeat_kv``: head ``i`` reads
+    key head ``i // group``) are stacked against that key head, so the cached prefix is
+    read as it is instead of being repeated per group at every layer.
     """
     rows, h, _, d = query.shape
-    prefix = kp.shape[2]
-    stacked = query.view(rows, h, d).transpose(0, 1)  # (head, rows, d_head)
-    scores = torch.cat(
-        [torch.bmm(stacked, kp[0].transpose(1, 2)), (stacked * k_own.view(rows, h, d).transpose(0, 1)).sum(-1, True)],
-        dim=-1,
-    ).mul_(scaling)  # (head, rows, prefix + 1)
-    mask = mask[:, :, 0].transpose(0, 1)  # (head or 1, rows or 1, prefix + 1)
+    kv_heads, prefix = kp.shape[1], kp.shape[2]
+    group = h // kv_heads
+    grouped = query.view(rows, kv_heads, group, d).transpose(0, 1)  # (kv_head, rows, group, d_head)
+    to_prefix = torch.bmm(grouped.reshape(kv_heads, rows * group, d), kp[0].transpose(1, 2))
+    own = (grouped * k_own.view(rows, kv_heads, 1, d).transpose(0, 1)).sum(-1, True)
+    scores = torch.cat([to_prefix.view(kv_heads, rows, group, prefix), own], dim=-1).mul_(scaling)
+    mask = mask[:, :, 0]  # (rows or 1, head or 1, prefix + 1)
+    mask = mask.view(mask.shape[0], -1, group if mask.shape[1] == h else 1, prefix + 1).transpose(0, 1)
     if mask.is_floating_point():
         scores += mask
     else:
         scores.masked_fill_(~mask, torch.finfo(scores.dtype).min)
-    pattern = F.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
-    z = torch.baddbmm(pattern[..., prefix:] * v_own.view(rows, h, d).transpose(0, 1), pattern[..., :prefix], vp[0])
-    return z.transpose(0, 1)[:, :, None]  # (rows, head, 1, d_head)
+    pattern = F.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)  # (kv_head, rows, group, prefix + 1)
+    from_own = pattern[..., prefix:] * v_own.view(rows, kv_heads, 1, d).transpose(0, 1)
+    z = torch.baddbmm(
+        from_own.view(kv_heads, rows * group, d), pattern[..., :prefix].reshape(kv_heads, rows * group, prefix), vp[0]
+    )
+    return z.view(kv_heads, rows, group, d).transpose(0, 1).reshape(rows, h, 1, d)
 
 
 def _attend_slice_merged(

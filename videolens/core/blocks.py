@@ -56,8 +56,9 @@ def has_foreign_hooks(module: nn.Module) -> bool:
 
 def rms_normalize(resid: Float[torch.Tensor, "... d_model"], eps: float) -> Float[torch.Tensor, "... d_model"]:
     """``x / rms(x)`` as HF's RMSNorm computes it (in fp32, back in the input's dtype), without the weight."""
-    x = resid.float()
-    return (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)).to(resid.dtype)
+    x = resid if resid.dtype == torch.float32 else resid.float()
+    normalized = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True).add_(eps))
+    return normalized if normalized.dtype == resid.dtype else normalized.to(resid.dtype)
 
 
 class _HFRef(nn.Module):

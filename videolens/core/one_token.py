@@ -72,6 +72,21 @@ class OneTokenLayer:
             getattr(mlp, getattr(adapter, p)) for p in ("mlp_gate_proj", "mlp_up_proj", "mlp_out_proj")
         )
         self.act = mlp.act_fn
+        # The parameter dicts of the norms and projections, read per call: an attribute lookup
+        # through ``nn.Module.__getattr__`` costs about a microsecond, and a step has sixteen.
+        modules = (
+            self.ln1.hf_module,
+            self.ln2.hf_module,
+            self.q,
+            self.k,
+            self.v,
+            self.o,
+            self.gate,
+            self.up,
+            self.down,
+        )
+        self._weights = tuple(m._parameters for m in modules)
+        self.eps1, self.eps2 = self.ln1.eps, self.ln2.eps
         self.n_heads, self.n_kv_heads, self.d_head = block.attn.n_heads, block.attn.n_kv_heads, block.attn.d_head
         self.scaling = block.attn.scaling
         # The modules it computes with, where they sat: a module swapped in later (a LoRA wrapper,
@@ -157,11 +172,12 @@ class OneTokenLayer:
         position_embeddings: tuple[torch.Tensor, torch.Tensor],
     ) -> Float[torch.Tensor, "batch 1 d_model"]:
         rows = resid.shape[0]
+        ln1, ln2, q, k, v, o, gate, up, down = self._weights  # (dicts: a weight assigned later is seen)
         x = resid.view(rows, -1)
-        hidden = self.ln1.w * rms_normalize(x, self.ln1.eps)
-        query = F.linear(hidden, self.q.weight, self.q.bias).view(rows, self.n_heads, self.d_head)
-        key = F.linear(hidden, self.k.weight, self.k.bias).view(rows, self.n_kv_heads, self.d_head)
-        value = F.linear(hidden, self.v.weight, self.v.bias).view(rows, self.n_kv_heads, 1, self.d_head)
+        hidden = ln1["weight"] * rms_normalize(x, self.eps1)
+        query = F.linear(hidden, q["weight"], q["bias"]).view(rows, self.n_heads, self.d_head)
+        key = F.linear(hidden, k["weight"], k["bias"]).view(rows, self.n_kv_heads, self.d_head)
+        value = F.linear(hidden, v["weight"], v["bias"]).view(rows, self.n_kv_heads, 1, self.d_head)
         if self.q_norm is not None:
             query, key = self.q_norm(query), self.k_norm(key)
         query, key = self.rotary(query, key, position_embeddings)
@@ -175,12 +191,12 @@ class OneTokenLayer:
             self.scaling,
             self.n_heads // self.n_kv_heads,
         )
-        x = x + F.linear(z.reshape(rows, -1), self.o.weight, self.o.bias)
-        hidden = self.ln2.w * rms_normalize(x, self.ln2.eps)
-        gated = self.act(F.linear(hidden, self.gate.weight, self.gate.bias)) * F.linear(
-            hidden, self.up.weight, self.up.bias
+        x = x + F.linear(z.reshape(rows, -1), o["weight"], o["bias"])
+        hidden = ln2["weight"] * rms_normalize(x, self.eps2)
+        gated = self.act(F.linear(hidden, gate["weight"], gate["bias"])).mul_(
+            F.linear(hidden, up["weight"], up["bias"])
         )
-        return (x + F.linear(gated, self.down.weight, self.down.bias)).view(rows, 1, -1)
+        return (x + F.linear(gated, down["weight"], down["bias"])).view(rows, 1, -1)
 
 
 class RotaryAtOnePosition:

@@ -64,6 +64,7 @@ class SweepEngine:
         self.model, self.prompt, self.max_batch, self.max_tokens = model, prompt, max_batch, max_tokens
         self._mask_cache: dict = {}
         self._first_row: dict[int, tuple[weakref.ref, int]] = {}
+        self._suffixes: dict[int, tuple[tuple[torch.Tensor, torch.Tensor], KVStore]] = {}
         batch = model.batch(prompt)
         if batch.size != 1 or batch.padded:
             raise InputError("SweepEngine takes a single prompt; run one engine per prompt.")
@@ -176,14 +177,21 @@ class SweepEngine:
         return model.resid_to_logits(resid[:, -1])
 
     def _suffix_inputs(self, q0: int) -> tuple[tuple[torch.Tensor, torch.Tensor], KVStore]:
-        """Rotary embeddings of positions ``q0..N-1`` and the clean keys/values before ``q0`` (views)."""
-        cos, sin = self.position_embeddings
-        pe = (cos[..., q0:, :], sin[..., q0:, :])
-        past = KVStore(  # batch 1: shared by all rows of the batch
-            {layer: k[..., :q0, :] for layer, k in self.kv.keys.items()},
-            {layer: v[..., :q0, :] for layer, v in self.kv.values.items()},
-        )
-        return pe, past
+        """Rotary embeddings of positions ``q0..N-1`` and the clean keys/values before ``q0`` (views, kept per ``q0``).
+
+        The same view objects serve every sweep of this prompt, so what layers derive from
+        them once (the rotary matrix of a one-token step) is derived once per prompt.
+        """
+        suffix = self._suffixes.get(q0)
+        if suffix is None:
+            cos, sin = self.position_embeddings
+            pe = (cos[..., q0:, :], sin[..., q0:, :])
+            past = KVStore(  # batch 1: shared by all rows of the batch
+                {layer: k[..., :q0, :] for layer, k in self.kv.keys.items()},
+                {layer: v[..., :q0, :] for layer, v in self.kv.values.items()},
+            )
+            suffix = self._suffixes[q0] = (pe, past)
+        return suffix
 
     def continue_from(
         self,
