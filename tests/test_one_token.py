@@ -115,8 +115,10 @@ def test_one_query_attention_equals_softmax_over_all_keys(as_bias, mask_rows, ma
     assert got.shape == want.shape and (got.double() - want).abs().max().item() <= 1e-5
 
 
-def test_a_sweep_into_the_last_token_runs_the_one_token_path_and_equals_full_forwards(monkeypatch):
-    model = tiny("qwen2_5_vl")
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_sweep_into_the_last_token_runs_the_one_token_path_and_equals_full_forwards(family, monkeypatch):
+    """Every family (grouped-query ones included) against full HF forwards with the same knockouts."""
+    model = tiny(family)
     _assert_fast_sweep_equals_plain(model, make_prompt(model, answer=2), monkeypatch)
 
 
