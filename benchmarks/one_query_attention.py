@@ -71,8 +71,9 @@ def main() -> None:
                     return _attend_one_query(q, kp, vp, ko, vo, bias, scaling)
 
                 diff = (grouped().float() - repeated().float()).abs().max().item()
-                t_grouped, t_repeated = seconds(grouped, args.device, args.repeats), seconds(
-                    repeated, args.device, args.repeats
+                t_grouped, t_repeated = (
+                    seconds(grouped, args.device, args.repeats),
+                    seconds(repeated, args.device, args.repeats),
                 )
                 results.append(
                     {
