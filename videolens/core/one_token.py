@@ -193,9 +193,7 @@ class OneTokenLayer:
         )
         x = x + F.linear(z.reshape(rows, -1), o["weight"], o["bias"])
         hidden = ln2["weight"] * rms_normalize(x, self.eps2)
-        gated = self.act(F.linear(hidden, gate["weight"], gate["bias"])).mul_(
-            F.linear(hidden, up["weight"], up["bias"])
-        )
+        gated = self.act(F.linear(hidden, gate["weight"], gate["bias"])) * F.linear(hidden, up["weight"], up["bias"])
         return (x + F.linear(gated, down["weight"], down["bias"])).view(rows, 1, -1)
 
 
