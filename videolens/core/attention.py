@@ -255,7 +255,9 @@ def _attend_shared_prefix(
       matrix in memory), each row's own keys are attended apart, and the two partial
       softmaxes are merged exactly through their log-sum-exps;
     - explicit: one score matrix over [prefix, own keys] and one softmax; fewer kernel
-      launches, which is what counts on the CPU.
+      launches, which is what counts on the CPU. With one query per row it stacks the
+      query heads of each key head instead (:func:`_attend_one_query`), so a grouped-query
+      model's prefix is not repeated per group.
 
     Rows are taken in slices of at most ``_SCORE_BUDGET`` scores held at once. ``allowed``
     is boolean or an additive bias (0 allowed, ``-inf`` blocked).
