@@ -248,3 +248,20 @@ def test_rotary_with_embeddings_per_row_equals_hfs_rotary_function():
         want_q, want_k = hf_rotary(query[row : row + 1, :, None], key[row : row + 1, :, None], *one)
         assert (got_q[row] - want_q[0, :, 0]).abs().max().item() <= 1e-6
         assert (got_k[row] - want_k[0, :, 0]).abs().max().item() <= 1e-6
+
+
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "llava_onevision"])
+def test_head_specific_knockouts_into_the_last_token_equal_full_forwards(family, monkeypatch):
+    """Per-head masks in the grouped one-query attention: heads of one key head blocked apart, mixed with all-head rows."""
+    model = tiny(family)
+    prompt = make_prompt(model, answer=1)
+    n = model.cfg.n_layers
+    assert model.cfg.n_heads // model.cfg.n_kv_heads > 1  # the grouping this checks
+    knockouts = [EdgeKnockout("question", "last", layers=center(layer, 3, n), heads=[1]) for layer in range(n)]
+    knockouts += [EdgeKnockout("video", "last", layers=[layer], heads=[0, 3]) for layer in range(n)]
+    knockouts += [EdgeKnockout("video", "last", layers=[layer]) for layer in range(n)]
+    plain = _plain(model, prompt, knockouts)
+    fast_layers = _count_fast_calls(monkeypatch)
+    got = SweepEngine(model, prompt).last_logits(knockouts)
+    assert sorted(set(fast_layers)) == list(range(n))
+    assert (got - plain).abs().max().item() <= TOL
