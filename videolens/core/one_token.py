@@ -64,29 +64,15 @@ class OneTokenLayer:
         self.block = block
         self.rotary = rotary
         self.ln1, self.ln2 = block.ln1, block.ln2
-        self.q, self.k, self.v, self.o = (
-            getattr(attn, getattr(adapter, p)) for p in ("q_proj", "k_proj", "v_proj", "o_proj")
-        )
         self.q_norm, self.k_norm = (getattr(attn, name, None) for name in _QK_NORMS)
-        self.gate, self.up, self.down = (
-            getattr(mlp, getattr(adapter, p)) for p in ("mlp_gate_proj", "mlp_up_proj", "mlp_out_proj")
-        )
         self.act = mlp.act_fn
+        projections = [getattr(attn, getattr(adapter, p)) for p in ("q_proj", "k_proj", "v_proj", "o_proj")]
+        mlp_projections = [getattr(mlp, getattr(adapter, p)) for p in ("mlp_gate_proj", "mlp_up_proj", "mlp_out_proj")]
         # The parameter dicts of the norms and projections, read per call: an attribute lookup
         # through ``nn.Module.__getattr__`` costs about a microsecond, and a step has sixteen.
-        modules = (
-            self.ln1.hf_module,
-            self.ln2.hf_module,
-            self.q,
-            self.k,
-            self.v,
-            self.o,
-            self.gate,
-            self.up,
-            self.down,
+        self._weights = tuple(
+            m._parameters for m in (self.ln1.hf_module, self.ln2.hf_module, *projections, *mlp_projections)
         )
-        self._weights = tuple(m._parameters for m in modules)
-        self.eps1, self.eps2 = self.ln1.eps, self.ln2.eps
         self.n_heads, self.n_kv_heads, self.d_head = block.attn.n_heads, block.attn.n_kv_heads, block.attn.d_head
         self.scaling = block.attn.scaling
         # The modules it computes with, where they sat: a module swapped in later (a LoRA wrapper,
@@ -174,7 +160,7 @@ class OneTokenLayer:
         rows = resid.shape[0]
         ln1, ln2, q, k, v, o, gate, up, down = self._weights  # (dicts: a weight assigned later is seen)
         x = resid.view(rows, -1)
-        hidden = ln1["weight"] * rms_normalize(x, self.eps1)
+        hidden = ln1["weight"] * rms_normalize(x, self.ln1.eps)
         query = F.linear(hidden, q["weight"], q["bias"]).view(rows, self.n_heads, self.d_head)
         key = F.linear(hidden, k["weight"], k["bias"]).view(rows, self.n_kv_heads, self.d_head)
         value = F.linear(hidden, v["weight"], v["bias"]).view(rows, self.n_kv_heads, 1, self.d_head)
@@ -192,7 +178,7 @@ class OneTokenLayer:
             self.n_heads // self.n_kv_heads,
         )
         x = x + F.linear(z.reshape(rows, -1), o["weight"], o["bias"])
-        hidden = ln2["weight"] * rms_normalize(x, self.eps2)
+        hidden = ln2["weight"] * rms_normalize(x, self.ln2.eps)
         gated = self.act(F.linear(hidden, gate["weight"], gate["bias"])) * F.linear(hidden, up["weight"], up["bias"])
         return (x + F.linear(gated, down["weight"], down["bias"])).view(rows, 1, -1)
 
