@@ -9,6 +9,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from videolens import HookedVideoLLM
+from videolens.testing import build_tiny_model
+
 from conftest import FAMILIES, make_prompt, tiny
 
 TOL = 1e-4
@@ -164,3 +167,123 @@ def test_cfg_carries_transformerlens_fields_with_true_values(family):
     assert model.OV.shape == (cfg.n_layers, cfg.n_heads, cfg.d_model, cfg.d_model)
     direction = model.tokens_to_residual_directions(5)
     assert torch.equal(direction, model.W_U[:, 5])
+
+
+def test_hooks_given_as_a_generator_fire_as_a_list_does():
+    model = tiny("llava_next_video")
+    prompt = make_prompt(model)
+
+    def double(x, hook):
+        return 2 * x
+
+    with torch.no_grad():
+        clean = model(prompt)
+        as_list = model.run_with_hooks(prompt, fwd_hooks=[("blocks.0.hook_resid_pre", double)])
+        as_generator = model.run_with_hooks(prompt, fwd_hooks=((n, double) for n in ["blocks.0.hook_resid_pre"]))
+    assert not torch.equal(as_list, clean)
+    assert torch.equal(as_generator, as_list)
+
+
+def test_module_parameter_api_acts_on_the_hf_weights():
+    torch.manual_seed(0)
+    hf, processor = build_tiny_model("qwen2_5_vl")
+    model = HookedVideoLLM.from_hf(hf, processor)
+    named = dict(model.named_parameters())
+    assert named.keys() == dict(hf.named_parameters()).keys()
+    assert all(named[n] is p for n, p in hf.named_parameters())
+    assert model.state_dict().keys() == hf.state_dict().keys()
+    prompt = make_prompt(model)
+    model(prompt)[0, -1].logsumexp(-1).backward()
+    assert hf.lm_head.weight.grad is not None
+    model.zero_grad()
+    assert all(p.grad is None for p in hf.parameters())
+    model.requires_grad_(False)
+    assert not any(p.requires_grad for p in hf.parameters())
+    with torch.no_grad():
+        before = model(prompt).double()
+        model.double()
+        assert model.cfg.dtype == torch.float64 and all(p.dtype == torch.float64 for p in hf.parameters())
+        after = model(prompt)
+    assert after.dtype == torch.float64 and (after - before).abs().max() < 1e-4
+
+
+def test_return_type_none_still_runs_the_final_norm_hooks():
+    model = tiny("llava_next_video")
+    prompt = make_prompt(model, answer=1)
+    with torch.no_grad():
+        out, cache = model.run_with_cache(prompt, return_type=None)
+        logits = model(prompt)
+    assert out is None
+    a, b = 3, 5
+    stack = cache.accumulated_resid(layer=-1, pos_slice=-1)[-1:]
+    attrs = cache.logit_attrs(stack, tokens=torch.tensor([a]), incorrect_tokens=torch.tensor([b]), pos_slice=-1)
+    assert torch.allclose(attrs[0], logits[:, -1, a] - logits[:, -1, b], atol=TOL)
+
+
+def test_stop_at_the_last_layer_returns_the_final_residual():
+    model = tiny("qwen2_5_vl")
+    prompt = make_prompt(model)
+    with torch.no_grad():
+        stopped = model(prompt, stop_at_layer=model.cfg.n_layers)
+        final = model(prompt, return_type="resid")
+    assert torch.equal(stopped, final)
+
+
+def test_pos_slice_cuts_each_hook_on_its_own_position_axis():
+    model = tiny("qwen2_5_vl")
+    prompt = make_prompt(model)
+    names = ["blocks.0.attn.hook_rot_q", "blocks.0.attn.hook_rot_k", "blocks.0.attn.hook_pattern", "hook_video_embeds"]
+    names.append("vision.blocks.0.hook_resid_post")
+    with torch.no_grad():
+        _, full = model.run_with_cache(prompt, names_filter=names)
+        _, sliced = model.run_with_cache(prompt, names_filter=names, pos_slice=[0, -1])
+    keep = [0, prompt.seq_len - 1]
+    for name in names[:2]:  # (batch, pos, head, d_head)
+        assert torch.equal(sliced[name], full[name][:, keep])
+    assert torch.equal(sliced[names[2]], full[names[2]][:, :, keep])  # (batch, head, query, key): the query axis
+    for name in names[3:]:  # no prompt-position axis: kept whole
+        assert torch.equal(sliced[name], full[name])
+
+
+def test_a_read_only_hook_on_hook_scale_leaves_the_output_bitwise_equal():
+    model = tiny("llava_next_video")
+    prompt = make_prompt(model)
+    edited_scale = {}
+
+    def halve(scale, hook):
+        edited_scale["value"] = scale
+        return scale * 2
+
+    with torch.no_grad():
+        clean = model(prompt)
+        read = model.run_with_hooks(prompt, fwd_hooks=[("ln_final.hook_scale", lambda x, hook: None)])
+        resid = model(prompt, return_type="resid")
+        edited = model.run_with_hooks(prompt, fwd_hooks=[("ln_final.hook_scale", halve)])
+    assert torch.equal(read, clean)
+    by_hand = model.unembed(resid / (2 * edited_scale["value"]))  # the edited divisor, applied by hand
+    assert torch.allclose(edited, by_hand, atol=1e-5)
+
+
+def test_key_value_weights_per_key_head_reproduce_hook_k_and_hook_v():
+    torch.manual_seed(0)
+    hf, processor = build_tiny_model("qwen2_5_vl")  # grouped-query attention with biases on q, k, v
+    model = HookedVideoLLM.from_hf(hf, processor)
+    attn = model.blocks[1].attn
+    with torch.no_grad():  # HF initialises biases to zero: random ones, so that they count
+        for proj in (attn.hf_module.k_proj, attn.hf_module.v_proj):
+            proj.bias.normal_()
+    prompt = make_prompt(model)
+    with torch.no_grad():
+        _, cache = model.run_with_cache(prompt, names_filter=lambda n: n.startswith("blocks.1."))
+    x = cache["blocks.1.ln1.hook_normalized"]
+    for kind in ("k", "v"):
+        weight, bias = getattr(attn, f"_W_{kind.upper()}"), getattr(attn, f"_b_{kind.upper()}")
+        assert weight.shape[0] == bias.shape[0] == model.cfg.n_kv_heads
+        by_hand = torch.einsum("bpm,hmd->bphd", x, weight) + bias
+        assert torch.allclose(by_hand, cache[f"blocks.1.attn.hook_{kind}"], atol=1e-5)
+
+
+def test_token_directions_are_the_columns_of_W_U():
+    model = tiny("internvl")
+    tokens = torch.tensor([[3, 7], [11, 2]])
+    assert torch.equal(model.tokens_to_residual_directions(tokens), model.W_U[:, tokens].movedim(0, -1))

@@ -100,7 +100,15 @@ class NormHooks(_HFRef):
         if not is_hooked(self.hook_scale):
             return self.hook_normalized(rms_normalize(resid, self.eps))  # HF's own arithmetic
         x = resid.float()
-        normed = x / self.hook_scale(torch.sqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
+        variance = x.pow(2).mean(-1, keepdim=True).add_(self.eps)
+        scale = variance.sqrt()
+        version = scale._version
+        hooked = self.hook_scale(scale)
+        # A hook that only reads the scale leaves HF's arithmetic (x * rsqrt) and so the output
+        # bitwise unchanged; an edited scale (returned, or changed in place) divides, as
+        # TransformerLens does, and so does a scale gradients flow through (a backward hook sees them).
+        unedited = hooked is scale and scale._version == version and not scale.requires_grad
+        normed = x * torch.rsqrt(variance) if unedited else x / hooked
         return self.hook_normalized(normed.to(resid.dtype))
 
     def weighted(self, normalized: Float[torch.Tensor, "... d_model"]) -> Float[torch.Tensor, "... d_model"]:
@@ -278,12 +286,21 @@ class AttentionHooks(_HFRef, CircuitViews):
         return self._in_bias("q_proj", self.n_heads)
 
     @property
+    def _b_K(self) -> Float[torch.Tensor, "kv_head d_head"]:
+        return self._in_bias("k_proj", self.n_kv_heads)
+
+    @property
+    def _b_V(self) -> Float[torch.Tensor, "kv_head d_head"]:
+        return self._in_bias("v_proj", self.n_kv_heads)
+
+    @property
     def b_K(self) -> Float[torch.Tensor, "head d_head"]:
-        return self._per_query_head(self._in_bias("k_proj", self.n_kv_heads))
+        """Per query head, as ``W_K`` (``_b_K`` is per key head, with ``_W_K``)."""
+        return self._per_query_head(self._b_K)
 
     @property
     def b_V(self) -> Float[torch.Tensor, "head d_head"]:
-        return self._per_query_head(self._in_bias("v_proj", self.n_kv_heads))
+        return self._per_query_head(self._b_V)
 
     @property
     def b_O(self) -> Float[torch.Tensor, " d_model"]:

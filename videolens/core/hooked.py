@@ -61,7 +61,7 @@ from videolens.core.blocks import CircuitViews, Embed, HookedBlock, LayerStack, 
 from videolens.core.compiled_attention import use_compiled_attention
 from videolens.core.config import VideoLLMConfig
 from videolens.core.layout import TokenLayout
-from videolens.core.placement import devices_of, execution_device, is_dispatched, main_device
+from videolens.core.placement import devices_of, execution_device, is_dispatched, main_device, to_device
 from videolens.core.prompt import PromptBatch, VideoPrompt, build_prompt, collate
 from videolens.core.vision import VisionHooks
 from videolens.errors import InputError, LayerRangeError, LayoutError, UnsupportedModelError, VideoLensError
@@ -100,6 +100,27 @@ class LMInputs:
     inputs_embeds: Float[torch.Tensor, "batch pos d_model"]
     position_ids: torch.Tensor | None
     extra: dict[str, Any]
+
+
+# Hooks whose prompt-position axis is third from last (a head axis follows it).
+_PER_HEAD_HOOKS = ("hook_q", "hook_k", "hook_v", "hook_z", "hook_result", "hook_rot_q", "hook_rot_k")
+
+
+def _position_sliced(save: Callable, name: str, positions: Any) -> Callable:
+    """``save`` (a caching hook) given only ``positions`` of the prompt, on ``name``'s position axis.
+
+    TransformerLens slices every hook but its per-head ones on the second-from-last axis; here
+    the rotated queries and keys are per head too, and hooks without prompt positions (the
+    vision tower's, the projected video features) are cached whole.
+    """
+    if name.startswith("vision.") or name == "hook_video_embeds":
+        return save
+    axis = -3 if name.endswith(_PER_HEAD_HOOKS) else -2
+
+    def sliced(tensor: torch.Tensor, hook: HookPoint) -> None:
+        return save(positions.apply(tensor, dim=axis) if tensor.dim() >= -axis else tensor, hook)
+
+    return sliced
 
 
 def _cross_entropy(
@@ -292,10 +313,45 @@ class HookedVideoLLM(HookedRootModule, CircuitViews):
                 "This model was placed by accelerate (device_map); moving it with .to() would break "
                 "that placement. Load it again with the device or device_map you want."
             )
-        self.hf_model.to(*args, **kwargs)
+        self.hf_model.to(*args, **kwargs)  # HF's own .to (it refuses what a quantized model cannot do)
+        self._sync_placement()
+        return self  # the hook tree holds no tensors: nothing of its own to move
+
+    def _sync_placement(self) -> None:
         param = next(self.hf_model.parameters())
         self.cfg.device, self.cfg.dtype = param.device, param.dtype
-        return super().to(*args, **kwargs)
+
+    # ---- nn.Module's parameter API: the HF model's weights (the hook tree holds none of its own) ----
+    def named_parameters(self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True):
+        """The HF model's parameters under HF's names, so ``parameters()``, ``zero_grad()`` and
+        ``requires_grad_()`` act on the weights, as on a TransformerLens model."""
+        return self.hf_model.named_parameters(prefix, recurse, remove_duplicate)
+
+    def named_buffers(self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True):
+        return self.hf_model.named_buffers(prefix, recurse, remove_duplicate)
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """The HF model's state dict (HF's names: it loads back into the HF model or this one)."""
+        return self.hf_model.state_dict(*args, **kwargs)
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        return self.hf_model.load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def _apply(self, fn: Callable, recurse: bool = True) -> HookedVideoLLM:
+        """``.half()``, ``.double()``, ``.bfloat16()``, ``.cuda()``, ``.cpu()`` ... on the HF model's weights."""
+        if is_dispatched(self.hf_model):
+            raise InputError(
+                "This model was placed by accelerate (device_map); converting or moving it would break "
+                "that placement. Load it again with the dtype and device you want."
+            )
+        if getattr(self.hf_model, "hf_quantizer", None) is not None:
+            raise InputError(
+                "This model is quantized; its weights cannot be cast. Load it again with the dtype you want "
+                "(move it with .to(device))."
+            )
+        self.hf_model._apply(fn, recurse)
+        self._sync_placement()
+        return super()._apply(fn, recurse)
 
     @property
     def devices(self) -> list[torch.device]:
@@ -644,8 +700,9 @@ class HookedVideoLLM(HookedRootModule, CircuitViews):
         """The unembedding directions of tokens (``W_U[:, token]``), as TransformerLens."""
         if isinstance(tokens, str):
             tokens = self.to_single_token(tokens)
-        index = torch.as_tensor(tokens, device=self.W_U.device)
-        return self.W_U[:, index].movedim(0, -1)
+        weight = self.lm_head.weight  # only the asked rows are folded: W_U itself is (d_model, d_vocab)
+        index = torch.as_tensor(tokens, device=weight.device)
+        return weight[index] * to_device(self.ln_final.w, weight.device)
 
     def accumulated_bias(
         self, layer: int, mlp_input: bool = False, include_mlp_biases: bool = True
@@ -747,7 +804,7 @@ class HookedVideoLLM(HookedRootModule, CircuitViews):
             self._check_residual(residual, batch)
         with self.driving():
             resid = self.prefill(batch, interventions, start, stop, residual).resid
-        if stop < self.cfg.n_layers:
+        if stop_at_layer is not None:  # TransformerLens: the residual stream entering that layer, even the last
             return resid
         return self._outputs(resid, return_type, lambda logits: self.next_token_loss(logits, batch, loss_per_token))
 
@@ -756,6 +813,7 @@ class HookedVideoLLM(HookedRootModule, CircuitViews):
         if return_type == "resid":
             return resid
         if return_type is None:
+            self.ln_final(resid)  # its hooks fire, as in TransformerLens (a cache for logit_attrs needs ln_final's)
             return None
         logits = self.resid_to_logits(resid)
         if return_type == "logits":
@@ -867,8 +925,9 @@ class HookedVideoLLM(HookedRootModule, CircuitViews):
     @contextmanager
     def hooks(self, fwd_hooks=(), bwd_hooks=(), reset_hooks_end: bool = True, clear_contexts: bool = False):
         """Temporarily add hooks (removed on exit, also after an exception)."""
-        self._check_hook_names(list(fwd_hooks) + list(bwd_hooks))
-        with super().hooks(list(fwd_hooks), list(bwd_hooks), reset_hooks_end, clear_contexts) as model:
+        fwd_hooks, bwd_hooks = list(fwd_hooks), list(bwd_hooks)  # once: a generator would be used up by the check
+        self._check_hook_names(fwd_hooks + bwd_hooks)
+        with super().hooks(fwd_hooks, bwd_hooks, reset_hooks_end, clear_contexts) as model:
             yield model
 
     def run_with_hooks(
@@ -907,7 +966,11 @@ class HookedVideoLLM(HookedRootModule, CircuitViews):
             remove_batch_dim: drop the batch axis (batch of one only).
             incl_bwd: also cache gradients (``name + "_grad"``): the output must be a scalar
                 to call ``backward()`` on, e.g. ``return_type="loss"``.
-            pos_slice: keep only these positions (TransformerLens' ``Slice`` input).
+            pos_slice: keep only these prompt positions (TransformerLens' ``Slice`` input), on the
+                position axis of each hook (``hook_q``/``hook_k``/``hook_v``/``hook_z``/``hook_result``
+                and ``hook_rot_q``/``hook_rot_k``: third from last; patterns and scores: the query
+                axis). The vision hooks and ``hook_video_embeds`` have no prompt-position axis and
+                are kept whole.
             return_cache_object: an :class:`ActivationCache` (default) or a plain dict.
         """
         self._check_names_filter(names_filter)
@@ -920,9 +983,12 @@ class HookedVideoLLM(HookedRootModule, CircuitViews):
 
         if device is None and self._dispatched and len(self.devices) > 1:
             device = self.cfg.device
-        cache_dict, fwd, bwd = self.get_caching_hooks(
-            names_filter, incl_bwd, device, remove_batch_dim=remove_batch_dim, pos_slice=Slice.unwrap(pos_slice)
-        )
+        cache_dict, fwd, bwd = self.get_caching_hooks(names_filter, incl_bwd, device, remove_batch_dim=remove_batch_dim)
+        if pos_slice is not None:
+            positions = Slice.unwrap(pos_slice)  # an int keeps its axis, as in TransformerLens
+            fwd, bwd = (
+                [(name, _position_sliced(save, name, positions)) for name, save in hooks] for hooks in (fwd, bwd)
+            )
         with self.hooks(fwd_hooks=fwd, bwd_hooks=bwd, reset_hooks_end=reset_hooks_end, clear_contexts=clear_contexts):
             out = self.forward(*model_args, **model_kwargs)
             if incl_bwd:
