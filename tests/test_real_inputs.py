@@ -269,3 +269,11 @@ def test_qwen3_vl_is_told_a_real_clips_decoder_times():
     assert pts[0] >= 6.0
     assert shown == [f"{(pts[0] + pts[1]) / 2:.1f}", f"{(pts[2] + pts[3]) / 2:.1f}"]
     assert [f"{unit.timestamp:.1f}" for unit in prompt.layout.frames] == shown
+
+
+@pytest.mark.parametrize("case", [c for c, (family, _) in CASES.items() if family in SENTENCEPIECE])
+def test_a_prompt_has_one_bos_also_when_the_template_writes_it(case):
+    model, prompt = model_of(CASES[case][0]), prompt_of(case)
+    bos = model.tokenizer.bos_token_id
+    ids = prompt.input_ids[0].tolist()
+    assert ids[0] == bos and ids.count(bos) == 1, model.tokenizer.convert_ids_to_tokens(ids[:4])

@@ -555,6 +555,9 @@ def build_prompt(
     text = written.text
     given, given_times = adapter.frames_for_processor(frames, timestamps)
     kwargs = adapter.processor_kwargs(fps, len(given), given_times)
+    bos = getattr(tokenizer, "bos_token", None)
+    if bos and text.startswith(bos):  # the template wrote the BOS: the tokenizer must not add a second (as HF)
+        kwargs = {**kwargs, "add_special_tokens": False}
     inputs = dict(processor(text=[text], videos=[given], return_tensors="pt", **kwargs))
     final_ids = inputs["input_ids"][0].tolist()
     enc, mapping, (v_start, v_end) = _align_text(
