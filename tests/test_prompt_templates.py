@@ -160,3 +160,27 @@ def test_one_frame_is_repeated_by_qwen2_5_vl_and_by_qwen3_vl():
     qwen3 = tiny("qwen3_vl").prepare(random_video(1), QUESTION, fps=2.0)  # videolens repeats it for Qwen3-VL
     assert qwen3.inputs["video_grid_thw"].tolist() == [[1, 4, 4]]
     assert [unit.input_frames for unit in qwen3.layout.frames] == [(0,)]
+
+
+@pytest.mark.parametrize("family", ["llava_next_video", "qwen2_5_vl"])
+def test_a_processor_that_samples_the_frames_again_is_refused(family):
+    model = tiny(family)
+    video_processor = model.processor.video_processor
+    settings = {"do_sample_frames": True, "num_frames": 4}
+    saved = {name: getattr(video_processor, name, None) for name in settings}
+    video = random_video(8)
+    placeholder = "<video>" if family == "llava_next_video" else "<|vision_start|><|video_pad|><|vision_end|>"
+    try:
+        for name, value in settings.items():
+            setattr(video_processor, name, value)
+        seen = model.processor(text=[placeholder], videos=[video], return_tensors="pt")
+        if family == "llava_next_video":
+            frames_seen = seen["pixel_values_videos"].shape[1]
+        else:
+            frames_seen = int(seen["video_grid_thw"][0, 0]) * video_processor.temporal_patch_size
+        assert frames_seen < 8  # the processor itself dropped frames
+        with pytest.raises(LayoutError, match=f"kept {frames_seen} of the 8 frames"):
+            model.prepare(video, QUESTION, ["a", "b"], system=SYSTEM, fps=2.0)
+    finally:
+        for name, value in saved.items():
+            setattr(video_processor, name, value)

@@ -576,6 +576,7 @@ def build_prompt(
         raise LayoutError(
             f"The adapter lays out {structure.n_tokens} video tokens but the processor produced {len(feature)}."
         )
+    _check_every_frame_kept(structure, len(frames))
     units = _frame_units(structure, feature, _input_times(timestamps, fps, len(frames)), len(frames))
     for t, unit in enumerate(units):
         leaves[f"frame({t})"] = unit.positions.tolist()
@@ -717,6 +718,17 @@ def _text_leaves(
         leaves.setdefault(name, []).append(pos)
         chars[pos] = (start, end)
     return leaves, chars
+
+
+def _check_every_frame_kept(structure: Any, n_inputs: int) -> None:
+    """Refuse a processor that sampled the given frames again: the layout would name frames it never saw."""
+    seen = {i for covered in structure.frame_inputs for i in covered}
+    if {i for i in seen if i < n_inputs} != set(range(n_inputs)):
+        raise LayoutError(
+            f"The processor kept {min(len(seen), n_inputs)} of the {n_inputs} frames given: its video processor "
+            "samples frames itself (do_sample_frames, num_frames or fps in its config). Sample the frames "
+            "yourself (load_video(..., num_frames=N)) and set processor.video_processor.do_sample_frames = False."
+        )
 
 
 def _frame_units(structure: Any, feature: np.ndarray, times: np.ndarray | None, n_inputs: int) -> list[FrameUnit]:
