@@ -20,8 +20,10 @@ from videolens import (
     InterventionError,
     LayerRangeError,
     LayoutError,
+    Video,
     VideoDecodeError,
     VideoLensError,
+    load_video,
 )
 from videolens.analyses import Sample, effective_pathways, information_flow
 from videolens.analyses.common import option_token_ids
@@ -54,6 +56,15 @@ def _nan_video():
 
 def _mixed_pil():
     return [Image.new("RGB", (32, 32)), Image.new("RGB", (40, 32))] * 4
+
+
+def _float_image_folder():
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="videolens-float-frames-")
+    for i in range(8):  # 0.6 everywhere: clipped to 8 bits it would read as black
+        Image.fromarray(np.full((16, 16), 0.6, dtype=np.float32), mode="F").save(f"{folder}/{i}.tif")
+    return folder
 
 
 def _qwen_prompt():
@@ -89,6 +100,16 @@ CASES: dict[str, Case] = {
     "fps 0": Case(lambda m, p: _q(m, fps=0), LayoutError, "above 0"),
     "fps negative": Case(lambda m, p: _q(m, fps=-2.0), LayoutError, "above 0"),
     "fps as text": Case(lambda m, p: _q(m, fps="2"), LayoutError, "not a number"),
+    "fps contradicting the video's timestamps": Case(
+        lambda m, p: _q(m, video=Video(_video(), np.arange(8) * 0.5), fps=25.0), InputError, r"2 fps, Video.fps"
+    ),
+    "fps agreeing with the video's timestamps works": Case(
+        lambda m, p: _q(m, video=Video(_video(), np.arange(8) * 0.5), fps=2.0), None
+    ),
+    "load_video of None": Case(lambda m, p: load_video(None), VideoDecodeError, "not NoneType"),
+    "a folder of floating-point images": Case(
+        lambda m, p: load_video(_float_image_folder()), VideoDecodeError, "8-bit"
+    ),
     # user text that would change the prompt's structure
     "eos token in the question": Case(lambda m, p: _q(m, question="What</s> moved?"), LayoutError, "control token"),
     "placeholder in the question": Case(lambda m, p: _q(m, question="What <video> moved?"), LayoutError, "<video>"),

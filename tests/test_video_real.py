@@ -22,6 +22,7 @@ from test_video_helpers import (
 )
 
 from videolens import load_video
+from videolens.errors import VideoDecodeError
 
 SAMPLES = {  # name: (frames, stated fps)
     "bikes.mp4": (250, 25.0),
@@ -155,3 +156,43 @@ def test_gif_written_by_pil_loads(source_clip, tmp_path):
     assert video.frames.shape == (10, 144, 176, 3)
     assert np.allclose(video.timestamps, [0, 0.04, 0.08, 0.12, 0.16, 0.2, 0.32, 0.44, 0.56, 0.68])
     assert_matches_reference(video, cached_reference(path))
+
+
+def _evaluation_code_indices(bound, fps, max_frame, num_segments):
+    """The paper's evaluation loader (VideoChat2's MVBench ``get_index``), as its code computes it."""
+    start, end = bound if bound else (-100000, 100000)
+    start_idx = max(0, round(start * fps))
+    end_idx = min(round(end * fps), max_frame)
+    seg_size = float(end_idx - start_idx) / num_segments
+    return [int(start_idx + (seg_size / 2) + np.round(seg_size * idx)) for idx in range(num_segments)]
+
+
+@pytest.mark.parametrize(
+    ("name", "bound"),
+    [("bikes.mp4", None), ("bigbuckbunny.mp4", None), ("carphone_pristine.mp4", None), ("bikes.mp4", (2.0, 6.0))],
+)
+def test_paper_sampling_reads_the_frames_the_papers_evaluation_code_reads(name, bound):
+    path = real_video(name)
+    count, fps = SAMPLES[name]
+    expected = _evaluation_code_indices(bound, fps, count - 1, 8)
+    clip = {"start": bound[0], "end": bound[1]} if bound else {}
+    video = load_video(path, 8, "paper", **clip)
+    assert video.frame_indices.tolist() == expected
+    assert_matches_reference(video, cached_reference(path), expected)
+
+
+def test_a_truncated_file_is_refused_whatever_the_sampling(tmp_path):
+    source = real_video("bikes.mp4")
+    whole = tmp_path / "whole.mp4"
+    with av.open(str(source)) as src, av.open(str(whole), "w", options={"movflags": "faststart"}) as out:
+        stream = out.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(src.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                out.mux(packet)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.6)])  # a download stopped at 60%
+    assert len(load_video(whole, None).frame_indices) == 250
+    for sampling in ("uniform", "segment_midpoint", "paper"):
+        with pytest.raises(VideoDecodeError, match="states 250: the file is truncated"):
+            load_video(cut, 8, sampling)

@@ -17,6 +17,7 @@ of docs/layout.md ("Whitespace and separators at group boundaries").
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from jinja2 import TemplateError
 
 from videolens.adapters.protocol import VideoLLMAdapter
 from videolens.core.layout import LETTERS, FrameUnit, TokenLayout
-from videolens.errors import LayoutError
+from videolens.errors import InputError, LayoutError
 from videolens.io.video import Video, as_frames, check_rate
 
 #: The system prompt of the paper's multiple-choice evaluation (MVBench-style).
@@ -67,7 +68,8 @@ class VideoPrompt:
         question, options, answer: the multiple-choice content (``answer`` is an index).
         frames: the ``(T, H, W, 3)`` frames given to the processor.
         timestamps: the frames' times in seconds, if known.
-        fps: the frame rate the processor was told (None if the family ignores time).
+        fps: the frames' rate: ``fps=`` as given, else the video's own (``Video.fps``, from
+            its timestamps), else the family's assumed default (None when nothing says one).
         made_for: the model it was prepared for (architecture, video token id, vocabulary
             size); another model refuses it.
     """
@@ -591,9 +593,20 @@ def build_prompt(
 
 
 def _frame_rate(video: object, fps: float | None, adapter: VideoLLMAdapter) -> float | None:
-    """The frame rate to tell the processor: given, implied by the video's timestamps, or assumed (warned)."""
-    if fps is None and isinstance(video, Video):
-        fps = video.fps
+    """The frame rate to tell the processor: given, implied by the video's timestamps, or assumed (warned).
+
+    A rate given for a :class:`Video` whose timestamps imply another is refused: the
+    processor is told the timestamps' times, so the given rate would be dropped unseen.
+    """
+    own = video.fps if isinstance(video, Video) else None
+    if fps is not None and own is not None and not math.isclose(fps, own, rel_tol=1e-3):
+        raise InputError(
+            f"fps={fps:g} was given, but the video's timestamps put its frames {1 / own:.4g} s apart "
+            f"({own:.4g} fps, Video.fps: the rate of the sampled frames, not the file's). The model is told "
+            "the timestamps' times: drop fps=, or pass the frames alone (video.frames) to impose a rate."
+        )
+    if fps is None:
+        fps = own
     if fps is None and adapter.uses_time:
         fps = adapter.default_fps
         warnings.warn(

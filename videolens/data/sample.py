@@ -41,8 +41,8 @@ class Sample:
         answer_prefix: the text the answer starts with, where the benchmark has its own
             (Video-MME: ``"Best option:"``); None uses the paper's ``"Best option:("``.
         sampling: how frames are chosen (see :func:`~videolens.load_video`), where the
-            benchmark has its own rule (LongVideoBench: ``"strided"``); None: the paper's
-            ``"segment_midpoint"``.
+            benchmark has its own rule (LongVideoBench: ``"strided"``); None: ``"paper"``, the
+            frames the paper's evaluation code reads.
         option_style: how the options are written, where the benchmark has its own style
             (Video-MME: ``"A."``, giving ``A. text``); None uses the paper's ``"(A)"``.
     """
@@ -70,7 +70,8 @@ class Sample:
     def decoded(self) -> Sample:
         """This sample with its video decoded (itself when the frames are already in memory).
 
-        Frames are the segment midpoints of ``[start, end)``, as the paper samples them.
+        Frames are the segment midpoints of ``[start, end)`` on frame indices, the frames the
+        paper's evaluation code reads (``sampling="paper"`` of :func:`~videolens.load_video`).
 
         Raises:
             VideoDecodeError: the file is missing or cannot be decoded; the message names the sample.
@@ -83,7 +84,7 @@ class Sample:
             video = load_video(
                 self.video,
                 num_frames=self.num_frames or PAPER_NUM_FRAMES,
-                sampling=self.sampling or "segment_midpoint",
+                sampling=self.sampling or "paper",
                 start=self.start,
                 end=self.end,
                 fps=self.fps,

@@ -29,8 +29,8 @@ from jaxtyping import Float, Int, UInt8
 
 from videolens.errors import VideoDecodeError
 
-Sampling = Literal["uniform", "segment_midpoint", "strided"]
-SAMPLINGS: tuple[str, ...] = ("uniform", "segment_midpoint", "strided")
+Sampling = Literal["uniform", "segment_midpoint", "paper", "strided"]
+SAMPLINGS: tuple[str, ...] = ("uniform", "segment_midpoint", "paper", "strided")
 
 #: File suffixes read as frames when ``load_video`` is given a folder.
 IMAGE_SUFFIXES: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"})
@@ -132,7 +132,9 @@ def _check_num_frames(num_frames: object) -> int | None:
 
 def _check_sampling(sampling: object) -> str:
     if sampling not in SAMPLINGS:
-        raise VideoDecodeError(f"Unknown sampling {sampling!r}; use 'uniform', 'segment_midpoint' or 'strided'.")
+        raise VideoDecodeError(
+            f"Unknown sampling {sampling!r}; use 'uniform', 'segment_midpoint', 'paper' or 'strided'."
+        )
     return str(sampling)
 
 
@@ -224,6 +226,24 @@ def _shown_at(times: Sequence[Fraction], t: Fraction, lo: int, hi: int) -> int:
     return max(bisect.bisect_right(times, t, lo, hi) - 1, lo)
 
 
+def _paper_indices(
+    n_frames: int, num_frames: int, rate: float, first: Fraction, start: Fraction | None, end: Fraction | None
+) -> list[int]:
+    """The frames the paper's evaluation code reads: segment midpoints computed on frame indices.
+
+    Its loader (VideoChat2's MVBench ``get_index``, used by "Map the Flow"'s evaluation)
+    turns the clip bounds into frame indices at the stream's average rate, clipped to
+    ``[0, n_frames - 1]``, splits that index range into ``num_frames`` equal segments and
+    takes ``int(start_index + segment / 2 + round(segment * k))``: Python's rounding (half
+    to even) in floating point, as there. The range ends at the last frame's index, not
+    past it, so these frames can sit one before the time-based ``segment_midpoint`` ones.
+    """
+    start_index = 0 if start is None else max(0, round(float(start - first) * rate))
+    end_index = n_frames - 1 if end is None else min(round(float(end - first) * rate), n_frames - 1)
+    segment = float(end_index - start_index) / num_frames
+    return [int(start_index + segment / 2 + round(segment * k)) for k in range(num_frames)]
+
+
 def select_frames(
     times: Sequence[Fraction],
     video_end: Fraction,
@@ -231,8 +251,9 @@ def select_frames(
     sampling: str = "uniform",
     start: Fraction | None = None,
     end: Fraction | None = None,
+    rate: float | None = None,
 ) -> list[int]:
-    """Which frames to return, chosen on time.
+    """Which frames to return, chosen on time (``"paper"``: on frame indices, as the paper's code).
 
     Args:
         times: every frame's presentation time (seconds, exact), strictly increasing.
@@ -241,11 +262,15 @@ def select_frames(
         sampling: ``"uniform"``: the frames nearest ``num_frames`` evenly spaced times from
             the clip's first to its last frame time. ``"segment_midpoint"``: split the clip
             ``[start, end)`` into ``num_frames`` equal segments and take the frame on screen
-            at each segment's midpoint (the paper's sampling). ``"strided"``: every
+            at each segment's midpoint (the paper's description, Sec. 4). ``"paper"``: the
+            frames the paper's evaluation code reads (:func:`_paper_indices`: the same
+            midpoints computed on frame indices at ``rate``). ``"strided"``: every
             ``s``-th frame of the clip from its first, ``s = clip frames // num_frames``
             (LongVideoBench's own loader, which the paper's LongVideoBench runs used).
         start, end: the clip in seconds; a frame belongs to it when its time is in
             ``[start, end)``. Defaults: the first frame's time and ``video_end``.
+        rate: the stream's average frame rate (``"paper"`` only; default: the frames' own
+            mean spacing).
 
     Returns:
         Positions into ``times``, in time order. A variable-frame-rate frame that stays on
@@ -267,6 +292,11 @@ def select_frames(
     if sampling == "strided":
         stride = (hi - lo) // num_frames
         return [lo + stride * k for k in range(num_frames)]
+    if sampling == "paper":
+        if rate is None:
+            span = float(times[-1] - times[0])
+            rate = (len(times) - 1) / span if span > 0 else 1.0
+        return _paper_indices(len(times), num_frames, rate, times[0], start, end)
     clip_start = times[0] if start is None else max(start, times[0])
     clip_end = video_end if end is None else min(end, video_end)
     segment = (clip_end - clip_start) / num_frames
@@ -387,22 +417,47 @@ class _Packet(NamedTuple):
     duration: int
 
 
-def _packets(container, stream) -> list[_Packet]:
-    """The stream's packets in decode order, without their data; empty and discarded ones left out."""
-    return [
-        _Packet(p.pts, p.dts if p.dts is not None else p.pts, bool(p.is_keyframe), p.duration or 0)
-        for p in container.demux(stream)
-        if p.size and not p.is_discard
-    ]
+def _packets(container, stream) -> tuple[list[_Packet], int]:
+    """The stream's packets in decode order, without their data (empty and discarded ones left out),
+    and how many packets with data the file holds, discarded ones included."""
+    kept, with_data = [], 0
+    for p in container.demux(stream):
+        if p.size:
+            with_data += 1
+            if not p.is_discard:
+                kept.append(_Packet(p.pts, p.dts if p.dts is not None else p.pts, bool(p.is_keyframe), p.duration or 0))
+    return kept, with_data
 
 
-def _timeline_from_packets(container, stream) -> _Timeline | None:
+def _check_complete(stream, demuxed: int, path: Path) -> None:
+    """Refuse a file that ends before its header says (a cut download or copy).
+
+    Its readable frames would still make a frame table, only a shorter one, and sampling
+    by time would spread the frames over the part that is there without a word. The
+    header's frame count is compared with the packets the file actually holds, discarded
+    ones (outside an edit list) included, in MP4/QuickTime files: their sample table lists
+    every frame exactly (other containers' counts are estimates, or absent; AVI writers
+    state counts their files do not hold).
+    """
+    stated = int(stream.frames or 0)
+    if "mp4" not in stream.container.format.name.split(","):
+        return
+    if stated and demuxed < stated - max(2, stated // 100):
+        raise VideoDecodeError(
+            f"{path} holds {demuxed} frames but its header states {stated}: the file is truncated (an "
+            "interrupted download or copy?). Fetch it again, or re-encode the part that is there "
+            "(`ffmpeg -i in.mp4 -c:v libx264 out.mp4`) to use it as a shorter video."
+        )
+
+
+def _timeline_from_packets(container, stream, path: Path) -> _Timeline | None:
     """Read the frame table from the packets alone (demuxing, no decoding).
 
     ``None`` when the packets cannot be trusted as a frame table (a packet without pts,
     two packets with the same pts); the caller then decodes every frame instead.
     """
-    packets = _packets(container, stream)
+    packets, demuxed = _packets(container, stream)
+    _check_complete(stream, demuxed, path)
     if not packets or any(p.pts is None for p in packets):
         return None
     keyframes = _keyframes_to_start_from(packets)
@@ -537,16 +592,18 @@ def _load_video_file(
     with _open_container(path) as container:
         stream = _video_stream(container, path)
         source_fps = _source_fps(stream)
-        timeline = _timeline_from_packets(container, stream)
+        timeline = _timeline_from_packets(container, stream, path)
         if timeline is not None:
-            positions = select_frames(timeline.times(), timeline.end_time(), num_frames, sampling, start, end)
+            positions = select_frames(
+                timeline.times(), timeline.end_time(), num_frames, sampling, start, end, source_fps
+            )
             try:
                 images = _decode_by_seeking(container, stream, timeline, positions)
                 return _video_from(images, positions, timeline, path, source_fps)
             except _TimelineMismatch:
                 pass  # the decoder disagrees with the packets: trust only decoded frames below
     timeline = _timeline_from_decoding(path)
-    positions = select_frames(timeline.times(), timeline.end_time(), num_frames, sampling, start, end)
+    positions = select_frames(timeline.times(), timeline.end_time(), num_frames, sampling, start, end, source_fps)
     return _video_from(_decode_in_order(path, positions), positions, timeline, path, source_fps)
 
 
@@ -583,14 +640,28 @@ def _image_files(folder: Path) -> list[Path]:
 
 
 def _read_image(path: Path) -> UInt8[np.ndarray, "height width 3"]:
-    """One image file as RGB uint8; 16-bit grey images are scaled to 8 bits, not clipped."""
+    """One image file as RGB uint8; 16-bit grey images are scaled to 8 bits (``/ 257``), not clipped.
+
+    Floating-point images, and integer ones with values outside 16 bits, have no one
+    meaning in 8 bits (a 0-1 float would turn black if clipped), so they are refused.
+    """
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as image:
+            if image.mode == "F":
+                raise VideoDecodeError(
+                    f"{path} is a floating-point image; its values have no one meaning in 8 bits. "
+                    "Convert the frames to 8-bit RGB images (PNG or JPEG) first."
+                )
             if image.mode in ("I;16", "I;16B", "I;16L", "I"):
                 grey = np.asarray(image, dtype=np.float64)
-                return np.repeat(np.round(np.clip(grey, 0, 65535) / 257).astype(np.uint8)[..., None], 3, axis=-1)
+                if grey.size and (grey.min() < 0 or grey.max() > 65535):
+                    raise VideoDecodeError(
+                        f"{path} is a 32-bit integer image with values from {grey.min():g} to {grey.max():g}, "
+                        "outside 16 bits; converting it to 8 bits would clip it. Convert the frames to 8-bit RGB first."
+                    )
+                return np.repeat(np.round(grey / 257).astype(np.uint8)[..., None], 3, axis=-1)
             return np.asarray(image.convert("RGB"))
     except (UnidentifiedImageError, OSError) as exc:
         raise VideoDecodeError(f"Could not read the image {path} ({exc}). Remove it or convert it to PNG.") from exc
@@ -620,7 +691,7 @@ def _load_image_folder(
         )
     period = Fraction(1) if fps is None else 1 / fps
     times = [period * i for i in range(len(files))]
-    positions = select_frames(times, period * len(files), num_frames, sampling, start, end)
+    positions = select_frames(times, period * len(files), num_frames, sampling, start, end, 1 / float(period))
     chosen = sorted(set(positions))
     images = dict(zip(chosen, (_read_image(files[p]) for p in chosen)))
     frames = _stack_same_size([images[p] for p in positions], [files[p].name for p in positions])
@@ -652,7 +723,9 @@ def load_video(
             frames than the clip holds is refused, never padded with repeats.
         sampling: ``"uniform"``: the frames nearest evenly spaced times from the clip's
             first to its last frame. ``"segment_midpoint"``: the frame on screen at the middle
-            of each of ``num_frames`` equal segments of ``[start, end)`` (the paper's sampling).
+            of each of ``num_frames`` equal segments of ``[start, end)`` (the paper's
+            description). ``"paper"``: the frames the paper's evaluation code reads (the same
+            midpoints on frame indices at the stream's average rate; the datasets' default).
             ``"strided"``: every ``s``-th frame of the clip from its first, ``s = clip frames //
             num_frames`` (LongVideoBench's loader).
         start, end: the clip in seconds on the file's clock; a frame belongs to it when its
@@ -675,6 +748,11 @@ def load_video(
     sampling = _check_sampling(sampling)
     lo, hi = _check_bounds(start, end)
     rate = _check_fps(fps)
+    if not isinstance(path, (str, os.PathLike)):
+        raise VideoDecodeError(
+            f"load_video takes the path of a video file or frame folder (str or Path), not {type(path).__name__}. "
+            "Frames already in memory go straight to model.prepare()."
+        )
     p = Path(path)
     if not p.exists():
         raise VideoDecodeError(f"Video file not found: {p}. Check the path (it is resolved from {Path.cwd()}).")
