@@ -6,21 +6,15 @@ import csv
 import json
 import threading
 import time
-from fractions import Fraction
 
 import pandas as pd
 import pytest
 from benchmark_fixtures import FPS, clip, frame_folder, tvbench, write_json
-from test_video_helpers import read_code
+from test_video_helpers import evaluation_code_indices, read_code
 
 from videolens.data import AnnotationError, MissingVideoError, load_dataset
 from videolens.data.prefetch import prefetch, prefetch_decoded
 from videolens.errors import InputError, VideoLensError
-
-
-def midpoint_frames(start: Fraction, end: Fraction, rate: int, n: int = 8) -> list[int]:
-    """Source frames on screen at the middle of ``n`` equal segments of [start, end) (frame i shown from i/rate)."""
-    return [int((start + (k + Fraction(1, 2)) * (end - start) / n) * rate) for k in range(n)]
 
 
 def codes(sample) -> list[int]:
@@ -42,10 +36,10 @@ def test_tvbench_questions_options_answers_and_bounds(tmp_path):
     assert (first.start, first.end, second.start, second.end) == (1.0, 2.6, 0.5, 1.3)
     assert third.start is None and third.end is None  # only the bounded tasks carry bounds
     assert all(s.is_lazy and s.num_frames == 8 for s in samples)  # nothing decoded yet
-    # the 8 segment midpoints inside the bounds, read back from the frames' own codes
-    assert codes(first) == midpoint_frames(Fraction(1), Fraction(13, 5), FPS)
-    assert codes(second) == midpoint_frames(Fraction(1, 2), Fraction(13, 10), FPS)
-    assert codes(third) == midpoint_frames(Fraction(0), Fraction(3), FPS)  # the whole 3 s clip
+    # the frames the paper's evaluation code reads inside the bounds, read back from the frames' own codes
+    assert codes(first) == evaluation_code_indices((1.0, 2.6), FPS, 30, 8)
+    assert codes(second) == evaluation_code_indices((0.5, 1.3), FPS, 30, 8)
+    assert codes(third) == evaluation_code_indices(None, FPS, 30, 8)  # the whole 3 s clip
 
 
 def test_tasks_by_paper_id_name_or_file_stem(tmp_path):
@@ -84,7 +78,7 @@ def test_mvbench_frame_folders_at_3_fps_inside_bounds(tmp_path):
         1.0,
         4.0,
     )
-    assert codes(episodic) == midpoint_frames(Fraction(1), Fraction(4), 3)  # frame i of the folder is at i / 3 s
+    assert codes(episodic) == evaluation_code_indices((1, 4), 3, 24, 8)  # frame i of the folder is at i / 3 s
     assert (antonym.task, antonym.answer, antonym.fps) == ("Action Antonym", 1, None)
 
 
@@ -219,7 +213,7 @@ def test_generic_jsonl_and_csv(tmp_path):
     (tmp_path / "qa.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     first, second = load_dataset("generic", tmp_path / "qa.jsonl")
     assert (first.id, first.task, first.answer, first.num_frames) == ("dir/0", "dir", 1, 4)
-    assert codes(first) == midpoint_frames(Fraction(1, 2), Fraction(21, 10), FPS, n=4)
+    assert codes(first) == evaluation_code_indices((0.5, 2.1), FPS, 30, 4)
     assert (second.id, second.task, second.answer) == ("count-1", "default", 1)  # the text "2" before index 2
     with (tmp_path / "qa.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, ["video", "question", "options", "answer", "task"])

@@ -144,3 +144,12 @@ def real_video(name: str) -> Path:
             f"real sample video {name} not found at {path} (set VIDEOLENS_REAL_INPUTS to the real-inputs folder)"
         )
     return path
+
+
+def evaluation_code_indices(bound, fps, n_video_frames, num_segments):
+    """The frames the paper's evaluation loader reads (VideoChat2's MVBench ``get_index``), as its code computes them."""
+    start, end = bound if bound else (-100000, 100000)
+    start_idx = max(0, round(start * fps))
+    end_idx = min(round(end * fps), n_video_frames - 1)
+    seg_size = float(end_idx - start_idx) / num_segments
+    return [int(start_idx + (seg_size / 2) + np.round(seg_size * idx)) for idx in range(num_segments)]

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from test_video_helpers import (
     assert_matches_reference,
+    evaluation_code_indices,
     expected_positions,
     real_video,
     reference_decode,
@@ -158,15 +159,6 @@ def test_gif_written_by_pil_loads(source_clip, tmp_path):
     assert_matches_reference(video, cached_reference(path))
 
 
-def _evaluation_code_indices(bound, fps, max_frame, num_segments):
-    """The paper's evaluation loader (VideoChat2's MVBench ``get_index``), as its code computes it."""
-    start, end = bound if bound else (-100000, 100000)
-    start_idx = max(0, round(start * fps))
-    end_idx = min(round(end * fps), max_frame)
-    seg_size = float(end_idx - start_idx) / num_segments
-    return [int(start_idx + (seg_size / 2) + np.round(seg_size * idx)) for idx in range(num_segments)]
-
-
 @pytest.mark.parametrize(
     ("name", "bound"),
     [("bikes.mp4", None), ("bigbuckbunny.mp4", None), ("carphone_pristine.mp4", None), ("bikes.mp4", (2.0, 6.0))],
@@ -174,7 +166,7 @@ def _evaluation_code_indices(bound, fps, max_frame, num_segments):
 def test_paper_sampling_reads_the_frames_the_papers_evaluation_code_reads(name, bound):
     path = real_video(name)
     count, fps = SAMPLES[name]
-    expected = _evaluation_code_indices(bound, fps, count - 1, 8)
+    expected = evaluation_code_indices(bound, fps, count, 8)
     clip = {"start": bound[0], "end": bound[1]} if bound else {}
     video = load_video(path, 8, "paper", **clip)
     assert video.frame_indices.tolist() == expected
