@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -228,7 +229,19 @@ def _bad_contract_cases(tmp_path):
     broken = tvbench(tmp_path / "TVBench")
     (broken / "json" / "moving_direction.json").write_text("[{")
     video = ["--video", str(clip), "--options", "a", "b", "--answer", "a"]
+    (tmp_path / "empty.jsonl").write_text("")
+    many = {"video": str(clip), "question": "Which?", "options": [f"o{i}" for i in range(30)], "answer": "o1"}
+    (tmp_path / "many.jsonl").write_text(json.dumps(many) + "\n")
+    (tmp_path / "inf.jsonl").write_text(json.dumps({**many, "options": ["a", "b"], "answer": "a", "end": "inf"}) + "\n")
+    (tmp_path / "holds-a-run").mkdir()
     return [
+        (["flow", "--tasks", "color", "color"], "--tasks names a task twice"),
+        (["flow", "--num-frames", "4"], "--num-frames applies to --dataset and --video"),
+        (["flow", "--video", str(clip), "--question", "Q?", "--options", "a", "a", "--answer", "a"], "distinct"),
+        (["flow", "--dataset", "generic", "--data-root", str(tmp_path / "empty.jsonl")], "No samples to analyse"),
+        (["flow", "--dataset", "generic", "--data-root", str(tmp_path / "many.jsonl")], "has 30 options"),
+        (["flow", "--dataset", "generic", "--data-root", str(tmp_path / "inf.jsonl")], "finite time"),
+        (["demo", "--out", str(_other_run(tmp_path / "a-run"))], "holds a run"),
         (["flow", "--seed", "-1"], "--seed -1 must be 0 or more"),
         (["flow", "--model", str(tmp_path / "not-a-model")], "is a folder but not a saved model (no config.json)"),
         (["flow", "--dtype", "int8"], "invalid choice: 'int8'"),
@@ -306,3 +319,39 @@ def test_an_argument_checked_on_the_loaded_model_leaves_no_run_behind(tmp_path, 
     code, _, err = run(capsys, *argv, "--layers", "7", "--out", str(tmp_path))  # not refused as another run
     assert code == 0, err
     assert [row["layer"] for row in Run.load(tmp_path).frame("flow_cross-frame").to_dict("records")] == [7]
+
+
+def test_overwrite_deletes_only_what_the_run_wrote(tmp_path, capsys):
+    (tmp_path / "annotations.csv").write_text("video,question\n")  # the user's own files beside the run
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "notes.txt").write_text("mine")
+    argv = ["flow", "--target", "cross-frame", "--n-per-task", "1", "--tasks", "color", "--no-progress"]
+    assert run(capsys, *argv, "--out", str(tmp_path), "--overwrite")[0] == 0
+    assert run(capsys, *argv, "--out", str(tmp_path), "--overwrite", "--window", "2")[0] == 0  # over a run
+    assert (tmp_path / "annotations.csv").read_text() == "video,question\n"
+    assert (tmp_path / "results" / "notes.txt").read_text() == "mine"
+    assert Run.load(tmp_path).manifest["arguments"]["window"] == 2
+
+
+def test_a_run_that_fails_before_recording_anything_leaves_no_run_behind(tmp_path, capsys):
+    clip = tmp_path / "clip.mp4"
+    _write_clip(clip)
+    (tmp_path / "corrupt.mp4").write_bytes(b"not a video")
+    bad = {"video": "corrupt.mp4", "question": "Which?", "options": ["a", "b"], "answer": "a"}
+    (tmp_path / "qa.jsonl").write_text(json.dumps(bad) + "\n")
+    argv = ["flow", "--target", "cross-frame", "--dataset", "generic", "--no-progress", "--out", str(tmp_path / "run")]
+    code, _, err = run(capsys, *argv, "--data-root", str(tmp_path / "qa.jsonl"))
+    assert code == 2 and "Could not decode" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run" / "manifest.json").exists() and not (tmp_path / "run" / "results").exists()
+    (tmp_path / "qa.jsonl").write_text(json.dumps({**bad, "video": "clip.mp4"}) + "\n")  # corrected
+    code, _, err = run(capsys, *argv, "--data-root", str(tmp_path / "qa.jsonl"))
+    assert code == 0, err
+
+
+def test_the_lens_reads_a_video_without_a_true_option(tmp_path, capsys):
+    clip = tmp_path / "clip.mp4"
+    _write_clip(clip)
+    argv = ["lens", "--video", str(clip), "--question", "Which way?", "--options", "left", "right", "--no-progress"]
+    code, _, err = run(capsys, *argv, "--out", str(tmp_path / "lens"))
+    assert code == 0, err
+    assert (tmp_path / "lens" / "vocab_frequency.csv").is_file()

@@ -358,3 +358,15 @@ def test_videomme_prompts_end_with_its_answer_prefix(tmp_path):
     assert [span.strip() for span in spans] == ["A. left", "B. right"]  # each option group is its own line
     default = prompt_for(model, sample, option_style="(A)")  # the caller's choice wins over the benchmark's
     assert "(B) right" in default.text
+
+
+def test_videomme_answers_are_letters_even_where_an_option_reads_as_one(tmp_path):
+    root = tmp_path / "Video-MME"
+    write_json(
+        root / "videomme.json",
+        [{"videoID": "v", "question_id": "1-1", "task_type": "Counting Problem", "question": "Which label?",
+          "options": ["A. C", "B. D", "C. A", "D. B"], "answer": "B"}],
+    )  # fmt: skip
+    clip(root / "data" / "v.mp4")
+    (sample,) = load_dataset("videomme", root)
+    assert sample.answer == 1  # the letter B, not the option whose text is "B" (index 3)

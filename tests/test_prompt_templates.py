@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from videolens import LayoutError, Video
+from videolens.errors import InputError
 from videolens.testing import random_video
 
 from conftest import tiny
@@ -145,9 +146,11 @@ def test_videollama3_is_told_the_frames_absolute_times():
 def test_qwen2_5_vl_temporal_positions_follow_the_frames_real_spacing():
     model = tiny("qwen2_5_vl")
     one_second = Video(frames=random_video(8), timestamps=6.0 + np.arange(8.0))
-    # the timestamps, not a contradicting fps=, set the spacing: 2 frames per unit, 1 s apart
-    prompt = model.prepare(one_second, QUESTION, fps=4.0)
+    # the timestamps set the spacing: 2 frames per unit, 1 s apart
+    prompt = model.prepare(one_second, QUESTION)
     assert torch.allclose(torch.as_tensor(prompt.inputs["second_per_grid_ts"]).float(), torch.tensor([2.0]))
+    with pytest.raises(InputError, match="1 s apart"):  # a rate contradicting them would be dropped unseen
+        model.prepare(one_second, QUESTION, fps=4.0)
 
 
 def test_one_frame_is_repeated_by_qwen2_5_vl_and_by_qwen3_vl():

@@ -94,9 +94,14 @@ def test_the_same_run_resumes_another_is_refused_overwrite_restarts(tmp_path):
     )
     with pytest.raises(RunError, match="Nothing to resume"):
         Run.open(tmp_path / "empty", manifest(), mode="resume")
-    (tmp_path / "orphan" / "results").mkdir(parents=True)
+    (tmp_path / "orphan" / "results" / "t").mkdir(parents=True)
+    (tmp_path / "orphan" / "results" / "t" / "shard-0.jsonl").write_text('{"key": "a"}\n')  # a run's records
     with pytest.raises(RunError, match="holds results but no manifest"):
         Run.open(tmp_path / "orphan", manifest())
+    (tmp_path / "mine" / "results").mkdir(parents=True)  # a folder of the user's that happens to be named so
+    (tmp_path / "mine" / "results" / "notes.txt").write_text("mine")
+    assert Run.open(tmp_path / "mine", manifest()).created
+    assert (tmp_path / "mine" / "results" / "notes.txt").read_text() == "mine"
 
 
 def test_shards_merge_in_sample_order_whatever_world_size_wrote_them(tmp_path):

@@ -93,7 +93,9 @@ def _data_flags(p: argparse.ArgumentParser, sample_mode: bool) -> None:
     p.add_argument("--question", help="the question about --video")
     p.add_argument("--options", nargs="+", help="the answer options")
     p.add_argument("--answer", help="the true option (text, letter or index)")
-    p.add_argument("--num-frames", type=int, default=8, help="frames per video, segment midpoints (default 8)")
+    p.add_argument(
+        "--num-frames", type=int, default=None, help="frames per video, as the paper's code samples them (default 8)"
+    )
     if sample_mode:
         p.add_argument("--sample-mode", choices=["correct", "wrong", "all"], default="all")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -173,7 +175,7 @@ def _check_args(args: argparse.Namespace) -> None:
         raise CLIError(
             f"--device {args.device} and --device-map {args.device_map} both say where the model goes; give one."
         )
-    if getattr(args, "num_frames", 1) < 1:
+    if getattr(args, "num_frames", None) is not None and args.num_frames < 1:
         raise CLIError(f"--num-frames {args.num_frames} must be 1 or more.")
     if getattr(args, "seed", 0) < 0:
         raise CLIError(f"--seed {args.seed} must be 0 or more.")
@@ -339,6 +341,7 @@ def _model_source(name: str) -> str:
 
 
 def _samples(args: argparse.Namespace) -> list[Any]:
+    from videolens.data.annotations import check_sample_text
     from videolens.data.registry import load_dataset
     from videolens.data.sample import Sample
     from videolens.data.synthetic import TASKS, make_dataset
@@ -354,6 +357,7 @@ def _samples(args: argparse.Namespace) -> list[Any]:
         )
     if args.video is not None:
         answer = _cli_answer(args.options, args.answer)  # fail before the (slow) video and model loading
+        check_sample_text(args.video.name, args.question, args.options)
         clip = Sample(
             str(args.video), args.question, args.options, answer, "video", args.video.name, num_frames=args.num_frames
         )
@@ -362,6 +366,13 @@ def _samples(args: argparse.Namespace) -> list[Any]:
     unknown = sorted(set(tasks) - set(TASKS))
     if unknown:
         raise CLIError(f"Unknown task(s) {unknown}; synthetic tasks are {', '.join(TASKS)}.")
+    if len(set(tasks)) != len(tasks):
+        raise CLIError(f"--tasks names a task twice ({' '.join(tasks)}); name each once.")
+    if args.num_frames is not None:
+        raise CLIError(
+            "--num-frames applies to --dataset and --video; the synthetic tasks are generated with the "
+            "8 frames the toy model was trained on. Drop --num-frames."
+        )
     n = args.n_per_task or SYNTHETIC_PER_TASK.get(args.command, 8)
     return make_dataset(n, seed=args.seed, tasks=tasks)
 
@@ -388,7 +399,7 @@ def _load(args: argparse.Namespace, source: str, device: str) -> Any:
         device_map = getattr(args, "device_map", None)
         placed = {"device_map": device_map} if device_map else {"device": device}
         model = HookedVideoLLM.from_pretrained(source, dtype=_dtype(args, device), **placed)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # a missing folder or file; a config.json transformers cannot read
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CLIError(f"Could not load model {args.model!r}: {first}") from exc
     return model.compile_blocks() if getattr(args, "compile_blocks", False) else model
@@ -400,9 +411,11 @@ def _check_layers(args: argparse.Namespace, model: Any) -> None:
         raise CLIError(f"--layers {bad}: the model has layers 0..{model.cfg.n_layers - 1}.")
 
 
-def _out(args: argparse.Namespace) -> Path:
+def _out(args: argparse.Namespace, create: bool = True) -> Path:
+    """The output folder: ``--out`` or a new dated one under ``runs/`` (a run creates its own when it starts)."""
     out = args.out or Path("runs") / f"{args.command}-{time.strftime('%Y%m%d-%H%M%S')}"
-    out.mkdir(parents=True, exist_ok=True)
+    if create:
+        out.mkdir(parents=True, exist_ok=True)
     return out
 
 
@@ -412,6 +425,8 @@ def _out(args: argparse.Namespace) -> Path:
 
 
 def _dataset_description(args: argparse.Namespace) -> dict[str, Any]:
+    from videolens.data.sample import PAPER_NUM_FRAMES
+
     if args.dataset is not None:
         return {
             "name": args.dataset,
@@ -419,11 +434,11 @@ def _dataset_description(args: argparse.Namespace) -> dict[str, Any]:
             "tasks": args.tasks,
             "n_per_task": args.n_per_task,
             "skip_missing": args.skip_missing,
-            "num_frames": args.num_frames,
+            "num_frames": args.num_frames or PAPER_NUM_FRAMES,
         }
     if args.video is not None:
         return {"name": "video", "path": str(args.video.resolve()), "question": args.question, "options": args.options,
-                "answer": args.answer, "num_frames": args.num_frames}  # fmt: skip
+                "answer": args.answer, "num_frames": args.num_frames or PAPER_NUM_FRAMES}  # fmt: skip
     return {"name": "synthetic", "tasks": args.tasks, "n_per_task": args.n_per_task, "seed": args.seed}
 
 
@@ -487,18 +502,17 @@ def _discover(args: argparse.Namespace, model: Any, samples: list[Any], run: Any
 
     from videolens.analyses import PAPER_PATHWAYS
     from videolens.discovery import discover_pathway
+    from videolens.runs.records import write_atomic
     from videolens.runs.report import write_csv, write_html
     from videolens.viz.discovery import plot_pathway_map, plot_sparsity_curve
 
-    if run.world_size > 1:
-        raise CLIError("`videolens discover` searches over all samples at once; run it in one process.")
     spec = PAPER_PATHWAYS[args.spec.strip().lower()].scaled(model.cfg.n_layers)
     found = discover_pathway(
         model, samples, tolerance=args.tolerance, criterion=args.criterion, method=args.method, batch=args.batch,
         max_rounds=args.max_rounds, paper_spec=spec, seed=args.seed, out=run, progress=progress,
     )  # fmt: skip
     folder = run.folder
-    (folder / "pathway.json").write_text(json.dumps(found.pathway.to_json(), indent=1))
+    write_atomic(folder / "pathway.json", json.dumps(found.pathway.to_json(), indent=1))
     write_csv(found.summary, folder / "discover_summary.csv")
     write_csv(found.curve, folder / "discover_curve.csv")
     figures = [plot_pathway_map(found.pathway, found.paper_share), plot_sparsity_curve(found.curve, found.summary)]
@@ -516,7 +530,16 @@ def _run(args: argparse.Namespace, samples: list[Any], source: str, device: str)
     from videolens.runs.report import build_report
     from videolens.runs.run import Run
 
-    joined = distributed.init_from_environment(use_cuda=device.startswith("cuda"))
+    if args.command == "discover" and distributed.launched_world_size() > 1:
+        raise CLIError("`videolens discover` searches over all samples at once; run it in one process, not torchrun.")
+    try:
+        joined = distributed.init_from_environment(use_cuda=device.startswith("cuda"))
+    except (ValueError, RuntimeError) as exc:  # e.g. WORLD_SIZE set without MASTER_ADDR
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CLIError(
+            f"Could not join the process group WORLD_SIZE={distributed.launched_world_size()} describes ({first}). "
+            "Launch the processes with torchrun, or unset WORLD_SIZE to run in one process."
+        ) from exc
     try:
         rank, world = distributed.rank_and_world()
         if world > 1 and device == "cuda":
@@ -524,15 +547,15 @@ def _run(args: argparse.Namespace, samples: list[Any], source: str, device: str)
         if world > 1 and args.out is None:
             raise CLIError("A run shared by several processes needs --out (the same folder for all of them).")
         mode = "resume" if args.resume else "overwrite" if args.overwrite else "auto"
-        run = Run.open(_out(args) if rank == 0 else args.out, _manifest(args, samples, device), mode=mode)
+        run = Run.open(_out(args, create=False) if rank == 0 else args.out, _manifest(args, samples, device), mode=mode)
         try:
             model = _load(args, source, device)
             _check_layers(args, model)
+            torch.manual_seed(args.seed)
+            _compute(args, model, samples, run, progress=not args.no_progress and rank == 0)
         except (CLIError, VideoLensError):
-            run.discard_if_unused()
+            run.discard_if_unused()  # a run that recorded nothing leaves the folder as it was
             raise
-        torch.manual_seed(args.seed)
-        _compute(args, model, samples, run, progress=not args.no_progress and rank == 0)
         distributed.barrier()
         if rank == 0:
             print(f"report: {build_report(run.folder)}")
@@ -614,7 +637,7 @@ def run_lens(model: Any, samples: list, out: Path, args: argparse.Namespace) -> 
     from videolens.viz.lens import plot_frame_words, plot_vocab_frequency
 
     lens = LogitLens(model, projection="unembed", apply_final_norm=True)
-    prompts = [prompt_for(model, s) for s in prefetch_decoded(samples)]
+    prompts = [prompt_for(model, s, needs_answer=False) for s in prefetch_decoded(samples)]
     # The words to count follow the data: the synthetic tasks' own words, or the paper's bags for real videos.
     bags = PAPER_BAGS if args.video is not None or args.dataset is not None else WORD_BAGS
     bin_size = max(1, model.cfg.n_layers // 4)
@@ -638,8 +661,14 @@ def run_attention(model: Any, samples: list, out: Path, args: argparse.Namespace
 
 def _in_one_go(args: argparse.Namespace, samples: list[Any], source: str, device: str) -> int:
     """``demo`` and ``lens``: compute everything, then write the tables and the report."""
+    from videolens.runs.manifest import MANIFEST
     from videolens.runs.report import write_html
 
+    if args.out is not None and (args.out / MANIFEST).is_file():
+        raise CLIError(
+            f"--out {args.out} holds a run (its {MANIFEST}); `videolens {args.command}` would overwrite its tables. "
+            "Choose another --out."
+        )
     model = _load(args, source, device)
     out = _out(args)
     notes = [f"model: {args.model}", f"samples: {len(samples)}"]
@@ -683,6 +712,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.showwarning = shown
 
 
+def _check_samples(samples: list[Any]) -> None:
+    """What the samples alone show to be wrong, before the model loads."""
+    from videolens.analyses.common import check_unique_ids, sample_id
+
+    if not samples:
+        raise CLIError(
+            "No samples to analyse: the annotations hold none (or every video is missing). Check --data-root."
+        )
+    check_unique_ids([sample_id(s, i) for i, s in enumerate(samples)])
+
+
 def _quiet_hf() -> None:
     from transformers.utils import logging as hf_logging
 
@@ -715,6 +755,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(_load(args, source, device))
         return 0
     samples = _samples(args)
+    _check_samples(samples)
     code = (_run if args.command in RUN_COMMANDS else _in_one_go)(args, samples, source, device)
     print(f"done in {time.time() - start:.0f}s")
     return code

@@ -36,18 +36,21 @@ def as_sample(item: Any) -> Sample | VideoPrompt:
     raise VideoLensError(f"Cannot read a sample from {type(item).__name__}; use videolens.analyses.Sample.")
 
 
-def prompt_for(model: HookedVideoLLM, sample: Sample | VideoPrompt, **prepare_kwargs: Any) -> VideoPrompt:
+def prompt_for(
+    model: HookedVideoLLM, sample: Sample | VideoPrompt, *, needs_answer: bool = True, **prepare_kwargs: Any
+) -> VideoPrompt:
     """The paper-format prompt of a sample (a prepared prompt is used as it is).
 
     A sample whose video is still a path is decoded here; its own answer prefix (e.g.
     Video-MME's ``"Best option:"``) and option style (Video-MME's ``A. text``) are used unless
-    ``answer_prefix=`` / ``option_style=`` are given.
+    ``answer_prefix=`` / ``option_style=`` are given. ``needs_answer=False`` for an analysis
+    that reads the prompt alone (the logit lens): a sample without a true option is then prepared too.
     """
     if isinstance(sample, VideoPrompt):
-        if sample.answer is None:
+        if sample.answer is None and needs_answer:
             raise LayoutError("The prompt has no answer; prepare it with answer=... for this analysis.")
         return sample
-    if sample.answer is None:
+    if sample.answer is None and needs_answer:
         raise LayoutError(
             f"Sample {sample.id or sample.question!r} has no answer; this analysis needs the true option "
             "(Sample(..., answer=<index, letter or option text>))."
@@ -208,7 +211,7 @@ def iterate(
     items = [as_sample(item) for item in samples]
     keys = [sample_id(item, i) for i, item in enumerate(items)]
     if writer is not None and writer.table is not None:
-        _check_unique(keys)
+        check_unique_ids(keys)
     todo = [i for i in range(len(items)) if writer is None or writer.wants(i, keys[i])]
     skipped = len(items) - len(todo)
     bar = tqdm(total=len(todo), desc=desc, unit="sample", disable=not progress, dynamic_ncols=True)
@@ -230,7 +233,8 @@ def _decoded(item: Sample | VideoPrompt) -> Sample | VideoPrompt:
     return item.decoded() if isinstance(item, Sample) else item
 
 
-def _check_unique(keys: list[str]) -> None:
+def check_unique_ids(keys: list[str]) -> None:
+    """Refuse two samples with one id (a run keys its records by sample id)."""
     seen: set[str] = set()
     for key in keys:
         if key in seen:

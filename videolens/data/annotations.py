@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import re
 import string
 import warnings
@@ -41,7 +42,7 @@ def require_file(path: Path, what: str) -> Path:
 def read_text(path: Path) -> str:
     """A text file's content; an :class:`AnnotationError` if it is not UTF-8 or cannot be read."""
     try:
-        return Path(path).read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8-sig")  # a byte-order mark (Excel's CSVs) is not text
     except UnicodeDecodeError as exc:
         raise AnnotationError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start}).") from exc
     except OSError as exc:
@@ -160,8 +161,8 @@ class Entry:
             out = float(value)
         except (TypeError, ValueError):
             raise self.fail(f"field {key!r} should be a time in seconds; got {value!r}.") from None
-        if out != out or out < 0:
-            raise self.fail(f"field {key!r} should be a time of 0 s or more; got {value!r}.")
+        if not math.isfinite(out) or out < 0:
+            raise self.fail(f"field {key!r} should be a finite time of 0 s or more; got {value!r}.")
         return out
 
     def optional_seconds(self, key: str) -> float | None:
@@ -206,6 +207,15 @@ class Entry:
         if start is not None and end is not None and end <= start:
             raise self.fail(f"end ({end} s) must come after start ({start} s).")
         return start, end
+
+    def answer_letter(self, key: str, options: Sequence[str]) -> int:
+        """The true option's index from a letter only (a benchmark whose answers are always letters:
+        an option whose text is a letter must not be read as the answer)."""
+        value = self.raw(key)
+        letter = value.strip().upper() if isinstance(value, str) else ""
+        if len(letter) != 1 or letter not in LETTERS[: len(options)]:
+            raise self.fail(f"the answer {value!r} is not one of the option letters {LETTERS[: len(options)]}")
+        return LETTERS.index(letter)
 
     def answer(self, key: str, options: Sequence[str]) -> int:
         """The true option's index from its text, its letter or a 0-based index (in that order)."""
@@ -266,6 +276,11 @@ def check_sample_text(sample_id: str, question: str, options: Sequence[str]) -> 
     """Refuse a question or option holding a placeholder, and options the prompt builder would refuse."""
     from videolens.core.prompt import check_options
 
+    if len(options) > len(LETTERS):
+        raise AnnotationError(
+            f"Sample {sample_id!r} has {len(options)} options; a prompt letters them A-Z, so at most "
+            f"{len(LETTERS)}. Drop the extra options or split the question."
+        )
     for name, text in [("question", question), *((f"option {LETTERS[k]}", o) for k, o in enumerate(options))]:
         token = find_placeholder(text)
         if token:

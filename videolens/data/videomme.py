@@ -84,7 +84,7 @@ def read(root: Path, tasks: tuple[str, ...] | None) -> list[Sample]:
                     video=_video(root, entry.text("videoID")),
                     question=entry.text("question"),
                     options=options,
-                    answer=entry.answer("answer", options),
+                    answer=entry.answer_letter("answer", options),
                     task=entry.text("task_type"),
                     id=entry.text("question_id"),
                     meta={key: entry.fields.get(key) for key in ("duration", "domain", "sub_category", "videoID")},

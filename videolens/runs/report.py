@@ -10,7 +10,8 @@ one step, so a report being rebuilt is never seen half written.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -99,8 +100,36 @@ def describe(manifest: dict[str, Any]) -> list[str]:
     return [f"model: {manifest.get('model')}", f"data: {source}", f"arguments: {args}"]
 
 
+@contextmanager
+def _one_build_at_a_time(folder: Path) -> Iterator[None]:
+    """Hold the run folder's report lock: builds of one folder run one after another.
+
+    A report rebuilt while the run goes on reads fewer records than the run's own final
+    rebuild; were the two to overlap, the older one could finish last and leave stale
+    tables. In turn, the build that starts last reads the most records and writes last.
+    (Where file locks are not available, builds are not serialised.)
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    with open(folder / ".report.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def build_report(folder: str | Path) -> Path:
     """Rebuild the CSV tables and ``report.html`` of the run in ``folder`` from its results."""
+    Run.load(folder)  # a folder that holds no run is refused before anything is written there
+    with _one_build_at_a_time(Path(folder)):
+        return _build_report(folder)
+
+
+def _build_report(folder: str | Path) -> Path:
     run = Run.load(folder)
     expected = (run.manifest.get("samples") or {}).get("count")
     notes = describe(run.manifest)

@@ -17,8 +17,7 @@ back exactly as one uninterrupted process.
 from __future__ import annotations
 
 import re
-import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,7 +33,18 @@ Mode = Literal["auto", "resume", "overwrite"]
 MODES = ("auto", "resume", "overwrite")
 _SHARD = re.compile(r"shard-(\d+)\.jsonl$")
 #: Files a run writes next to its results, removed by ``mode="overwrite"``.
-OUTPUT_PATTERNS = ("*.csv", "report.html")
+#: The files a run writes beside its results besides each table's own CSV files
+#: (:data:`TABLE_OUTPUTS`): what --overwrite may delete.
+OUTPUT_PATTERNS = (
+    "discover_summary.csv",
+    "discover_curve.csv",
+    "report.html",
+    "discovery.html",
+    "pathway.json",
+    ".report.lock",
+)
+#: The CSV files of a result table ``{}`` (the table itself, its accuracy and summary tables).
+TABLE_OUTPUTS = ("{}.csv", "{}_accuracy.csv", "{}_summary.csv")
 
 
 class Run:
@@ -108,8 +118,16 @@ class Run:
         model can check): the folder is left as it was, so the corrected command is not
         refused as "a different run".
         """
-        if self.created and self.rank == 0 and not any((self.folder / RESULTS).glob("*/shard-*.jsonl")):
-            (self.folder / MANIFEST).unlink(missing_ok=True)
+        if not (self.created and self.rank == 0):
+            return
+        shards = list((self.folder / RESULTS).glob("*/shard-*.jsonl"))
+        if any(shard.stat().st_size for shard in shards):
+            return  # records were written: the run stays, to be resumed
+        for shard in shards:  # opened for writing, still empty
+            shard.unlink(missing_ok=True)
+            _remove_if_empty(shard.parent)
+        _remove_if_empty(self.folder / RESULTS)
+        (self.folder / MANIFEST).unlink(missing_ok=True)
 
     @classmethod
     def load(cls, folder: str | Path) -> Run:
@@ -210,9 +228,9 @@ def _prepare_folder(folder: Path, manifest: dict[str, Any], mode: Mode) -> bool:
     if folder.exists() and not folder.is_dir():
         raise RunError(f"--out {folder} is a file; pass a folder for the run's results.")
     old = read_manifest(folder) if folder.is_dir() else None
-    orphan = old is None and (folder / RESULTS).exists()
-    if mode == "overwrite":
-        _clear(folder)
+    orphan = old is None and any((folder / RESULTS).glob("*/shard-*.jsonl"))  # a run's records, its manifest lost
+    if mode == "overwrite" and (old is not None or orphan):
+        _clear(folder, (old or {}).get("tables") or [])
         old = None
     elif mode == "resume" and old is None:
         raise RunError(f"Nothing to resume in {folder}: it holds no run manifest. Drop --resume to start the run.")
@@ -232,12 +250,33 @@ def _prepare_folder(folder: Path, manifest: dict[str, Any], mode: Mode) -> bool:
     return False
 
 
-def _clear(folder: Path) -> None:
-    """Remove a previous run's manifest, results and outputs (nothing else in the folder)."""
-    if not folder.is_dir():
-        return
-    shutil.rmtree(folder / RESULTS, ignore_errors=True)
+def _clear(folder: Path, tables: Sequence[str]) -> None:
+    """Remove a previous run's manifest, record files and outputs, and nothing else in the folder.
+
+    The folder may hold the user's own files (a dataset's annotations, notes): only the
+    files a run writes go (its tables' CSV files, :data:`OUTPUT_PATTERNS`,
+    ``results/<table>/shard-*.jsonl`` and their temporary files), and folders left empty by that.
+    """
+    results = folder / RESULTS
+    found = [p for p in results.iterdir() if p.is_dir()] if results.is_dir() else []
+    for name in {*tables, *(p.name for p in found)}:
+        for pattern in TABLE_OUTPUTS:
+            (folder / pattern.format(name)).unlink(missing_ok=True)
+    if results.is_dir():
+        for table in found:
+            for path in table.iterdir():
+                if path.is_file() and (_SHARD.search(path.name) or path.name.endswith(".tmp")):
+                    path.unlink(missing_ok=True)
+            _remove_if_empty(table)
+        _remove_if_empty(results)
     (folder / MANIFEST).unlink(missing_ok=True)
     for pattern in OUTPUT_PATTERNS:
         for path in folder.glob(pattern):
             path.unlink(missing_ok=True)
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:  # not empty: the user's files stay
+        pass
