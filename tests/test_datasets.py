@@ -152,6 +152,11 @@ def test_longvideobench_candidates_or_option_columns(tmp_path):
     assert (o2e.id, o2e.task, o2e.answer, o2e.meta["duration_group"]) == ("86CxyhFV9MI_0", "O2E", 1, 15)
     assert (list(sos.options), sos.answer, sos.task) == (["beach", "city"], 0, "SOS")
     assert [s.id for s in load_dataset("longvideobench", root, tasks=[2])] == ["86CxyhFV9MI_0"]  # id 2 = O2E
+    gap = {"video_path": "v1.mp4", "question": "Which?", "option0": "beach", "option1": "N/A", "option2": "city",
+           "correct_choice": 2, "question_category": "SOS"}  # fmt: skip
+    write_json(root / "lvb_val.json", [gap])  # closing the gap up would make "city" option 1, not 2
+    with pytest.raises(AnnotationError, match="option1 is unused but a later option is not"):
+        load_dataset("longvideobench", root)
 
 
 def test_longvideobench_strides_frames_over_the_annotated_duration_like_its_loader(tmp_path):

@@ -31,7 +31,14 @@ def _options(entry: Entry) -> list[str]:
     if entry.has("candidates"):
         return entry.options("candidates")
     texts = [str(entry.fields.get(f"option{k}", "N/A")) for k in range(5)]
-    kept = [t for t in texts if t not in ("N/A", "", "None")]
+    used = [t not in ("N/A", "", "None") for t in texts]
+    kept = [t for t, u in zip(texts, used) if u]
+    if any(not u and later for k, u in enumerate(used) for later in used[k + 1 :]):
+        gap = used.index(False)
+        raise entry.fail(
+            f"option{gap} is unused but a later option is not; correct_choice counts option0..option4 by "
+            "position, so the options cannot be closed up. Fill the gap or renumber the entry."
+        )
     if not kept:
         raise entry.fail(f"no options (neither 'candidates' nor option0..option4); entries here hold {entry.holds}.")
     return kept
