@@ -117,7 +117,25 @@ def build_tiny_model(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = model_class(config)
+        _randomise_norms_and_biases(model)
     return model.to(dtype=torch.float32).eval(), spec.processor(tokenizer, **options)
+
+
+@torch.no_grad()
+def _randomise_norms_and_biases(model: torch.nn.Module) -> None:
+    """Give every norm a random weight (around 1) and every bias random values.
+
+    HF initialises norm weights to 1 and biases to 0; with those, an identity that folds a
+    norm's weight into the next weights, or forgets a bias, would hold by accident, so a
+    conformance check on a tiny model could not catch it.
+    """
+    for module in model.modules():
+        is_norm = "norm" in type(module).__name__.lower()
+        for name, param in module.named_parameters(recurse=False):
+            if name == "bias":
+                param.normal_(0.0, 0.02)
+            elif is_norm and name == "weight":
+                param.normal_(1.0, 0.1)
 
 
 def build_tiny_pllava(**kwargs: Any) -> tuple[PreTrainedModel, Any]:
