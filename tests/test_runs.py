@@ -141,3 +141,23 @@ def test_an_interrupted_analysis_resumes_to_the_rows_of_an_uninterrupted_one(tmp
     assert len(run.shard("flow_cross-frame").read()) == 3  # the first two were not computed again
     assert resumed.to_dict("records") == whole.to_dict("records")
     assert resumed.attrs == whole.attrs  # base accuracy covers the samples of both sessions
+
+
+def test_report_rebuilds_of_one_folder_take_turns(tmp_path):
+    import fcntl
+    import threading
+
+    from videolens.runs.report import build_report
+
+    folder = tmp_path / "run"
+    Run.open(folder, make_manifest(command="flow", model="m", dataset={}, arguments={}, sample_ids=["a"]))
+    done = threading.Event()
+    with open(folder / ".report.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another rebuild in progress
+        worker = threading.Thread(target=lambda: (build_report(folder), done.set()))
+        worker.start()
+        worker.join(timeout=1.0)
+        assert not done.is_set() and not (folder / "report.html").exists()  # it waits its turn
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    worker.join(timeout=60)
+    assert done.is_set() and (folder / "report.html").exists()
