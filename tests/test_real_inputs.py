@@ -277,3 +277,15 @@ def test_a_prompt_has_one_bos_also_when_the_template_writes_it(case):
     bos = model.tokenizer.bos_token_id
     ids = prompt.input_ids[0].tolist()
     assert ids[0] == bos and ids.count(bos) == 1, model.tokenizer.convert_ids_to_tokens(ids[:4])
+
+
+def test_a_combining_accent_stays_in_the_group_text_on_an_nfc_tokenizer():
+    import unicodedata
+
+    model = model_of("qwen2_5_vl")
+    question = "Was it the cafe\u0301?"  # e + a combining acute accent: Qwen's tokenizer composes it to é
+    prompt = model.prepare(random_video(8), question, OPTIONS, "Best option:(", PAPER_SYSTEM, answer=1, fps=2.0)
+    decoded = model.tokenizer.decode(prompt.input_ids[0][prompt.layout["question_text"]].tolist()).strip()
+    assert decoded == "Was it the caf\u00e9?"
+    assert prompt.layout.texts["question_text"] == question
+    assert unicodedata.normalize("NFC", prompt.layout.texts["question_text"]) == decoded

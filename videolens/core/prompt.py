@@ -18,6 +18,7 @@ of docs/layout.md ("Whitespace and separators at group boundaries").
 from __future__ import annotations
 
 import math
+import unicodedata
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -834,11 +835,19 @@ def _group_texts(text: str, layout: TokenLayout, chars: dict[int, tuple[int, int
 
     That is what the tokenizer decodes the group's tokens to, up to the whitespace at the
     ends, which is where tokenizers differ (docs/layout.md); so it is the same text on
-    every tokenizer.
+    every tokenizer. A combining character that a normalizing tokenizer folds into the
+    character before it (an accent under NFC) is in no token's offsets; it is kept with the
+    token it follows.
     """
     names = [*TEXT_GROUPS, *(f"option({k})" for k in range(layout.n_options))]
     out: dict[str, str] = {}
     for name in names:
-        covered = {i for pos in layout[name].tolist() if pos in chars for i in range(*chars[pos])}
+        covered: set[int] = set()
+        for pos in layout[name].tolist():
+            if pos in chars:
+                start, end = chars[pos]
+                while end < len(text) and unicodedata.combining(text[end]):
+                    end += 1
+                covered.update(range(start, end))
         out[name] = "".join(text[i] for i in sorted(covered)).strip()
     return out
