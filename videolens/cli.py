@@ -435,10 +435,13 @@ def _dataset_description(args: argparse.Namespace) -> dict[str, Any]:
             "n_per_task": args.n_per_task,
             "skip_missing": args.skip_missing,
             "num_frames": args.num_frames or PAPER_NUM_FRAMES,
+            # how frames are chosen (benchmarks with their own rule aside): a run whose frames were
+            # chosen otherwise (before "paper" was the default) is another run, not one to resume
+            "sampling": "paper",
         }
     if args.video is not None:
         return {"name": "video", "path": str(args.video.resolve()), "question": args.question, "options": args.options,
-                "answer": args.answer, "num_frames": args.num_frames or PAPER_NUM_FRAMES}  # fmt: skip
+                "answer": args.answer, "num_frames": args.num_frames or PAPER_NUM_FRAMES, "sampling": "paper"}  # fmt: skip
     return {"name": "synthetic", "tasks": args.tasks, "n_per_task": args.n_per_task, "seed": args.seed}
 
 
