@@ -10,7 +10,7 @@
     videolens report runs/tvb                         # rebuild the CSVs and report.html from a run's results
     videolens info --model llava-hf/LLaVA-NeXT-Video-7B-hf
 
-``flow``, ``pathways`` and ``answer-prob`` are *runs*: their ``--out`` folder holds a
+``flow``, ``pathways``, ``answer-prob`` and ``discover`` are *runs*: their ``--out`` folder holds a
 manifest and one crash-safe record per sample, a killed run resumes where it stopped when
 started again with the same arguments, and under ``torchrun`` the processes share the
 samples. Every command writes CSV tables and one self-contained ``report.html``. The
@@ -86,7 +86,9 @@ def _data_flags(p: argparse.ArgumentParser, sample_mode: bool) -> None:
     p.add_argument("--dataset", help="a benchmark: tvbench, mvbench, tomato, videomme, longvideobench, nextqa, generic")
     p.add_argument("--data-root", type=Path, help="where --dataset was downloaded (generic: the .jsonl/.csv file)")
     p.add_argument("--skip-missing", action="store_true", help="skip --dataset samples whose video is missing (warned)")
-    p.add_argument("--n-per-task", type=int, default=None, help="samples per task (synthetic default 8; dataset: all)")
+    p.add_argument(
+        "--n-per-task", type=int, default=None, help="samples per task (synthetic default 8, demo 10; dataset: all)"
+    )
     p.add_argument("--tasks", nargs="+", default=None, help="tasks to use: names or ids (default all)")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic data and of torch (default 0)")
     p.add_argument("--video", type=Path, help="a video file: analyse this one sample")

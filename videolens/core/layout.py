@@ -98,9 +98,10 @@ class TokenLayout:
             ``range(seq_len)``.
         answer_index: index of the true option, when the prompt knows its answer.
         texts: each text group's text (``system``, ``question_text``, ``question_labels``,
-            ``question_body``, ``option(k)``, ``tail``, ``last``): the characters its tokens
-            cover, without whitespace at the ends, i.e. ``tokenizer.decode(ids).strip()`` of
-            the group's tokens.
+            ``question_body``, ``option(k)``, ``tail``, ``last``): the prompt's characters its
+            tokens cover (with the gaps between neighbouring tokens), without whitespace at
+            the ends: ``tokenizer.decode(ids).strip()`` of the group's tokens on tokenizers
+            that decode to the text (SentencePiece, byte-level BPE).
     """
 
     seq_len: int

@@ -835,17 +835,21 @@ def _group_texts(text: str, layout: TokenLayout, chars: dict[int, tuple[int, int
 
     That is what the tokenizer decodes the group's tokens to, up to the whitespace at the
     ends, which is where tokenizers differ (docs/layout.md); so it is the same text on
-    every tokenizer. A combining character that a normalizing tokenizer folds into the
-    character before it (an accent under NFC) is in no token's offsets; it is kept with the
-    token it follows.
+    every tokenizer. Characters between two neighbouring tokens of the group that no
+    token's offsets cover (spaces a tokenizer leaves out of its offsets; a combining accent
+    an NFC tokenizer folds into the character before it) are the group's text too.
     """
     names = [*TEXT_GROUPS, *(f"option({k})" for k in range(layout.n_options))]
     out: dict[str, str] = {}
     for name in names:
         covered: set[int] = set()
-        for pos in layout[name].tolist():
+        positions = layout[name].tolist()
+        members = set(positions)
+        for pos in positions:
             if pos in chars:
                 start, end = chars[pos]
+                if pos - 1 in members and pos - 1 in chars:  # the gap after the group's previous token
+                    start = min(start, chars[pos - 1][1])
                 while end < len(text) and unicodedata.combining(text[end]):
                     end += 1
                 covered.update(range(start, end))
