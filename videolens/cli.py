@@ -502,26 +502,24 @@ def _compute(args: argparse.Namespace, model: Any, samples: list[Any], run: Any,
 
 
 def _discover(args: argparse.Namespace, model: Any, samples: list[Any], run: Any, progress: bool) -> None:
-    """The pathway search as a run (its rounds and evaluation recorded), plus its pathway, curve and plots."""
+    """The pathway search as a run (its rounds and evaluation recorded) and ``pathway.json``.
+
+    The run's report (tables, pathway map, sparsity curve) is built from these like any
+    run's, so ``videolens report`` rebuilds it.
+    """
     import json
 
     from videolens.analyses import PAPER_PATHWAYS
     from videolens.discovery import discover_pathway
     from videolens.runs.records import write_atomic
-    from videolens.runs.report import write_csv, write_html
-    from videolens.viz.discovery import plot_pathway_map, plot_sparsity_curve
 
     spec = PAPER_PATHWAYS[args.spec.strip().lower()].scaled(model.cfg.n_layers)
     found = discover_pathway(
         model, samples, tolerance=args.tolerance, criterion=args.criterion, method=args.method, batch=args.batch,
         max_rounds=args.max_rounds, paper_spec=spec, seed=args.seed, out=run, progress=progress,
     )  # fmt: skip
-    folder = run.folder
-    write_atomic(folder / "pathway.json", json.dumps(found.pathway.to_json(), indent=1))
-    write_csv(found.summary, folder / "discover_summary.csv")
-    write_csv(found.curve, folder / "discover_curve.csv")
-    figures = [plot_pathway_map(found.pathway, found.paper_share), plot_sparsity_curve(found.curve, found.summary)]
-    write_html(figures, folder / "discovery.html", "videolens discover", [repr(found.pathway)])
+    saved = found.pathway.to_json() | {"paper_share": [[p, layer, s] for (p, layer), s in found.paper_share.items()]}
+    write_atomic(run.folder / "pathway.json", json.dumps(saved, indent=1))
     print(found.summary.to_string(index=False))
     print(f"search: {found.n_exact_per_sample} exact forwards per sample (a single-edge sweep: "
           f"{found.n_brute_force_per_sample}), {found.seconds:.0f}s")  # fmt: skip

@@ -81,11 +81,51 @@ def answer_prob_outputs(table: str, df: pd.DataFrame, out: Path, notes: list) ->
     return [plot_answer_probability(df)]
 
 
+def discover_outputs(table: str, df: pd.DataFrame, out: Path, notes: list) -> list:
+    """``discover_curve.csv``, ``discover_summary.csv``; the discovered pathway's map and its sparsity curve.
+
+    Built from the search table (``df``: every condition the search confirmed), the run's
+    evaluation table and ``pathway.json``, which the search writes once it has finished; a
+    run stopped before then gets its curve so far.
+    """
+    import json
+
+    from videolens.analyses import pathway_summary
+    from videolens.discovery.search import EVAL_TABLE
+    from videolens.discovery.spec import GroupPathway
+    from videolens.viz.discovery import plot_pathway_map, plot_sparsity_curve
+
+    run = Run.load(out)
+    rounds = run.records(table)
+    finished = bool(rounds) and bool(rounds[-1]["info"].get("finished"))
+    notes.append(f"pathway search, rounds recorded: {len(rounds)}{'' if finished else ' (not finished)'}")
+    write_csv(df, out / "discover_curve.csv")
+    evaluated = run.frame(EVAL_TABLE) if EVAL_TABLE in run.tables() else pd.DataFrame()
+    summary = None
+    if not evaluated.empty:
+        summary = pathway_summary(evaluated)
+        write_csv(summary, out / "discover_summary.csv")
+    figures = []
+    saved = out / "pathway.json"
+    if saved.is_file():
+        data = json.loads(saved.read_text())
+        pathway = GroupPathway.from_json(data)
+        paper_share = {(pair, int(layer)): float(share) for pair, layer, share in data.get("paper_share", [])}
+        notes.append(repr(pathway))
+        figures.append(plot_pathway_map(pathway, paper_share or None))
+    else:
+        notes.append("no pathway.json yet: the search has not finished")
+    return figures + [plot_sparsity_curve(df, summary)]
+
+
 OUTPUTS: dict[str, OutputBuilder] = {
     "flow": flow_outputs,
     "pathways": pathways_outputs,
     "answer_prob": answer_prob_outputs,
+    "discover_search": discover_outputs,
 }
+#: Tables whose records are not one per sample, and what they are.
+RECORD_UNITS = {"discover_search": "search rounds"}
 
 
 def builder_for(table: str) -> OutputBuilder | None:
@@ -136,7 +176,8 @@ def _build_report(folder: str | Path) -> Path:
     figures: list = []
     for table in run.tables():
         records = run.records(table)
-        notes.append(f"{table}: {len(records)} of {expected} samples")
+        unit = RECORD_UNITS.get(table)
+        notes.append(f"{table}: {unit}: {len(records)}" if unit else f"{table}: {len(records)} of {expected} samples")
         build = builder_for(table)
         if build is not None:
             figures += build(table, run.frame(table, records), run.folder, notes)
