@@ -176,6 +176,19 @@ def test_image_folder_grey_and_16_bit_images(tmp_path):
     assert video.frames[0].max() == video.frames[0].min() == 100 and video.frames[1].min() == 255
 
 
+def test_image_folder_refuses_32_bit_integer_images_but_reads_16_bit_tiffs(tmp_path):
+    """A 32-bit integer TIFF (mode "I") has no known level scale: refused, not darkened by /257."""
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    Image.fromarray(np.full((8, 8), 200, dtype=np.int32), mode="I").save(folder / "a1.tif")
+    with pytest.raises(VideoDecodeError, match=r"32-bit integer image.*8-bit RGB"):
+        load_video(folder, num_frames=None)
+    (folder / "a1.tif").unlink()
+    Image.fromarray(np.full((8, 8), 257 * 90, dtype=np.uint16)).save(folder / "a1.tif")
+    assert Image.open(folder / "a1.tif").mode.startswith("I")
+    assert load_video(folder, num_frames=None).frames.min() == 90
+
+
 # --- refusals ---------------------------------------------------------------------------------
 
 

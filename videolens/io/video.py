@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -642,8 +642,9 @@ def _image_files(folder: Path) -> list[Path]:
 def _read_image(path: Path) -> UInt8[np.ndarray, "height width 3"]:
     """One image file as RGB uint8; 16-bit grey images are scaled to 8 bits (``/ 257``), not clipped.
 
-    Floating-point images, and integer ones with values outside 16 bits, have no one
-    meaning in 8 bits (a 0-1 float would turn black if clipped), so they are refused.
+    Floating-point images, 32-bit integer ones (mode ``"I"`` outside PNG and 16-bit TIFF:
+    their levels may be 8-, 16- or 32-bit) and integer ones with values outside 16 bits have
+    no one meaning in 8 bits (a 0-1 float would turn black if clipped), so they are refused.
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -653,6 +654,12 @@ def _read_image(path: Path) -> UInt8[np.ndarray, "height width 3"]:
                 raise VideoDecodeError(
                     f"{path} is a floating-point image; its values have no one meaning in 8 bits. "
                     "Convert the frames to 8-bit RGB images (PNG or JPEG) first."
+                )
+            if image.mode == "I" and not _stores_16_bits(image):
+                raise VideoDecodeError(
+                    f"{path} is a 32-bit integer image: whether its values are 8-, 16- or 32-bit levels is not "
+                    "known, so no 8-bit conversion is the one meant. Convert the frames to 8-bit RGB images "
+                    "(PNG or JPEG) first."
                 )
             if image.mode in ("I;16", "I;16B", "I;16L", "I"):
                 grey = np.asarray(image, dtype=np.float64)
@@ -665,6 +672,17 @@ def _read_image(path: Path) -> UInt8[np.ndarray, "height width 3"]:
             return np.asarray(image.convert("RGB"))
     except (UnidentifiedImageError, OSError) as exc:
         raise VideoDecodeError(f"Could not read the image {path} ({exc}). Remove it or convert it to PNG.") from exc
+
+
+def _stores_16_bits(image: Any) -> bool:
+    """Whether a mode-``"I"`` image holds 16-bit levels: a PNG (PNG has no 32-bit grey; older Pillow
+    opens 16-bit grey PNGs as ``"I"``) or a TIFF whose BitsPerSample says 16."""
+    if image.format == "PNG":
+        return True
+    if image.format == "TIFF":
+        bits = image.tag_v2.get(258)  # BitsPerSample
+        return (bits if isinstance(bits, tuple) else (bits,)) == (16,)
+    return False
 
 
 def _stack_same_size(images: list[np.ndarray], names: list[str]) -> np.ndarray:
