@@ -25,9 +25,21 @@ from videolens import (
     VideoLensError,
     load_video,
 )
-from videolens.analyses import Sample, effective_pathways, information_flow
+from videolens.analyses import (
+    PAPER_PATHWAYS,
+    PathwaySpec,
+    Sample,
+    answer_probability,
+    attention_maps,
+    effective_pathways,
+    frame_attention,
+    information_flow,
+    pathway_knockout,
+)
 from videolens.analyses.common import option_token_ids
+from videolens.engine import pooled_attention
 from videolens.errors import InputError
+from videolens.interventions.knockout import blocked_masks
 from videolens.testing import random_video
 
 from conftest import make_prompt, tiny
@@ -180,6 +192,29 @@ CASES: dict[str, Case] = {
     "unknown pathway spec": Case(
         lambda m, p: effective_pathways(m, [p], spec="8b", progress=False), InputError, "'7b'"
     ),
+    "head_reduce that is neither mean nor max": Case(
+        lambda m, p: frame_attention(m, p, head_reduce="sum"), InputError, "'mean' or 'max'"
+    ),
+    "attention_maps head_reduce misspelt": Case(
+        lambda m, p: attention_maps(m, [p], head_reduce="median", progress=False), InputError, "'mean' or 'max'"
+    ),
+    "unknown sweep engine": Case(
+        lambda m, p: information_flow(m, [p], engine="fast", progress=False), InputError, "'sweep'"
+    ),
+    "fractional window": Case(
+        lambda m, p: information_flow(m, [p], window=1.5, progress=False), VideoLensError, "whole number"
+    ),
+    "top_k of 0": Case(lambda m, p: answer_probability(m, [p], top_k=0, progress=False), InputError, "1 to"),
+    "top_k above the vocabulary (answer probability)": Case(
+        lambda m, p: answer_probability(m, [p], top_k=10**9, progress=False), InputError, "vocabulary"
+    ),
+    "pooled_attention chunk 0": Case(lambda m, p: pooled_attention(m, p, chunk=0), InputError, "at least 1"),
+    "pathway range past the model": Case(
+        lambda m, p: PathwaySpec(4, (0, 9), (0, 2), (2, 4), None), InputError, "half-open"
+    ),
+    "pathway range reversed": Case(
+        lambda m, p: PathwaySpec(4, (3, 1), (0, 2), (2, 4), None), InputError, "start <= stop"
+    ),
     "sample without an answer": Case(
         lambda m, p: information_flow(
             m, [Sample(random_video(8), "What?", ["a", "b"], answer=None)], progress=False, fps=2.0
@@ -226,3 +261,41 @@ def test_more_options_than_the_vocabulary_has_letters_is_refused():
     with pytest.raises(LayoutError, match="distinct known tokens"):
         option_token_ids(model, prompt)
     assert len(set(option_token_ids(model, model.prepare(random_video(8, 32, 32), "What?", options=words[:4])))) == 4
+
+
+def test_argument_mistakes_are_refused_before_any_sample_is_read():
+    """An analysis whose arguments alone are wrong fails before reading (and decoding) a sample."""
+    model = tiny("llava_next_video")
+    read = []
+
+    def samples():
+        read.append(True)
+        yield make_prompt(model, answer=1)
+
+    for run in (
+        lambda s: information_flow(model, s, engine="fast", progress=False),
+        lambda s: information_flow(model, s, window=0, progress=False),
+        lambda s: information_flow(model, s, window_style="middle", progress=False),
+        lambda s: information_flow(model, s, sample_mode="right", progress=False),
+        lambda s: answer_probability(model, s, top_k=-1, progress=False),
+        lambda s: answer_probability(model, s, sample_mode="right", progress=False),
+        lambda s: attention_maps(model, s, head_reduce="sum", progress=False),
+    ):
+        with pytest.raises(VideoLensError):
+            run(samples())
+    assert not read
+
+
+def test_a_pathway_spec_of_another_depth_is_stretched_with_a_warning():
+    model = tiny("llava_next_video")
+    n = model.cfg.n_layers
+    spec = PAPER_PATHWAYS["7b"]
+    with pytest.warns(UserWarning, match=rf"for 32 layers and the model has {n}"):
+        stretched = pathway_knockout(spec, n)
+    prompt = make_prompt(model, answer=1)
+    scaled = pathway_knockout(spec.scaled(n), n)  # the ranges chosen explicitly: no warning, the same knockout
+    masks = [
+        blocked_masks([ko], [prompt.layout], prompt.layout.seq_len, n, model.cfg.n_heads) for ko in (stretched, scaled)
+    ]
+    assert masks[0].keys() == masks[1].keys() and all(torch.equal(masks[0][k], masks[1][k]) for k in masks[0])
+    assert PAPER_PATHWAYS["7b"].scaled(n).inter_frame == (round(5 * n / 32), round(15 * n / 32))

@@ -234,6 +234,47 @@ def test_probe_splits_by_sample():
         probe.fit(train_groups=[0, 1, 2], test_groups=[2, 3])
 
 
+def test_probe_holds_out_videos_not_questions():
+    """Two questions per video: a label that only names the video is memorised by a split of
+    samples (both questions of a video on either side) but not by a split of videos."""
+    model = tiny("llava_next_video")
+    labels = np.random.default_rng(1).integers(0, 2, 20)
+    pairs = [
+        (make_prompt(model, seed=v, question=q), int(labels[v]))
+        for v in range(20)
+        for q in ("What moved first?", "Which colour came last?")
+    ]
+    probe = TemporalProbe(model, layers=[1], pool="frame_mean").collect(pairs, progress=False)
+    video_of_sample = [v for v in range(20) for _ in range(2)]
+    assert len(set(probe.videos)) == 20  # the frames' hash tells the videos apart...
+    assert [probe.videos.index(k) for k in probe.videos] == [2 * v for v in video_of_sample]  # ...and pairs them
+    for seed in range(5):
+        train, test = probe.split(test_size=0.25, seed=seed)
+        held_out = {video_of_sample[i] for i in test}
+        assert held_out.isdisjoint(video_of_sample[i] for i in train) and len(held_out) == 5
+    # The same probe fitted by hand on a split of samples: the other question of each video is held out.
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y, sample = probe.dataset(1)
+    leaky_train, leaky_test = sample % 2 == 0, sample % 2 == 1
+    leaky = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(X[leaky_train], y[leaky_train])
+    assert leaky.score(X[leaky_test], y[leaky_test]) > 0.8  # memorised videos (measured 0.85)
+    # Held out by video, the label cannot be memorised: near chance (measured mean 0.46).
+    by_video = [probe.fit(seed=seed) for seed in range(8)]
+    assert np.mean([fit["test_score"].iloc[0] for fit in by_video]) < 0.6
+    assert all(fit["n_test"].iloc[0] == 5 * 2 * 8 for fit in by_video)
+    with pytest.raises(VideoLensError, match="both train and test"):
+        probe.fit(train_groups=range(0, 40, 2), test_groups=range(1, 40, 2))
+    for bad in (0, 1, 1.5, -1):
+        with pytest.raises(VideoLensError, match="test_size"):
+            probe.fit(test_size=bad)
+    one_video = TemporalProbe(model, layers=[1], pool="frame_mean").collect(pairs[:2], progress=False)
+    with pytest.raises(VideoLensError, match="2 different videos"):
+        one_video.fit()
+
+
 def test_probe_labels_and_pooling():
     model = tiny("llava_next_video")
     prompts = [make_prompt(model, seed=s) for s in range(3)]

@@ -28,6 +28,7 @@ from videolens.analyses.common import (
 from videolens.analyses.correctness import is_correct
 from videolens.core.hooked import HookedVideoLLM
 from videolens.core.layout import LETTERS
+from videolens.errors import InputError
 
 
 @torch.no_grad()
@@ -50,6 +51,12 @@ def answer_probability(
         has ``n_samples``, ``n_analysed`` and ``base_accuracy`` (clean accuracy over every
         sample seen, see :mod:`videolens.analyses.correctness`).
     """
+    vocab = model.cfg.d_vocab_out
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= vocab:
+        raise InputError(
+            f"top_k={top_k!r} top tokens per layer: use a whole number from 1 to {vocab} (the vocabulary)."
+        )
+    keep_sample(sample_mode, True)  # refuse an unknown mode before any forward
     n_layers = model.cfg.n_layers
     names = [f"blocks.{layer}.hook_resid_post" for layer in range(n_layers)]
     writer = ResultWriter(out, table="answer_prob")

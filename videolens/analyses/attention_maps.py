@@ -16,6 +16,7 @@ from videolens.analyses.common import iterate, prompt_for, sample_id
 from videolens.core.hooked import HookedVideoLLM
 from videolens.core.layout import resolve_group
 from videolens.core.prompt import VideoPrompt
+from videolens.errors import InputError
 from videolens.interventions.knockout import EdgeKnockout
 
 
@@ -30,6 +31,8 @@ def frame_attention(
 ) -> torch.Tensor:
     """``(layers, frames)``: attention from the query group to each frame, summed over the
     frame's keys, averaged over queries and reduced over heads."""
+    if head_reduce not in ("mean", "max"):
+        raise InputError(f"head_reduce={head_reduce!r} is not a reduction over heads; use 'mean' or 'max'.")
     layout = prompt.layout
     rows = resolve_group(layout, queries)
     frames = [layout.frame(t) for t in range(layout.n_frames)]
@@ -64,6 +67,8 @@ def attention_maps(
     Returns:
         Rows ``sample_id, condition, layer, frame, attention``.
     """
+    if head_reduce not in ("mean", "max"):
+        raise InputError(f"head_reduce={head_reduce!r} is not a reduction over heads; use 'mean' or 'max'.")
     knockout = knockout or EdgeKnockout.cross_frame(range(model.cfg.n_layers))
     chosen = list(range(model.cfg.n_layers)) if layers is None else list(layers)
     rows = []

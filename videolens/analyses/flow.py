@@ -28,7 +28,7 @@ from videolens.analyses.correctness import decoded_letter, is_correct
 from videolens.analyses.windows import WindowStyle, window_layers
 from videolens.core.hooked import HookedVideoLLM
 from videolens.engine.sweep import SweepEngine
-from videolens.errors import VideoLensError
+from videolens.errors import InputError, VideoLensError
 from videolens.interventions.knockout import EdgeKnockout
 
 KnockoutFactory = Callable[[Sequence[int]], EdgeKnockout]
@@ -107,6 +107,11 @@ def information_flow(
     target_name = target if isinstance(target, str) else "custom"
     n_layers = model.cfg.n_layers
     sweep = list(range(n_layers)) if layers is None else list(layers)
+    if engine not in ("sweep", "plain"):
+        raise InputError(f"engine={engine!r} is not a sweep engine; use 'sweep' (the default) or 'plain'.")
+    keep_sample(sample_mode, True)  # the arguments alone show these mistakes: refuse them before any forward
+    for layer in sweep:
+        window_layers(window_style, layer, window, n_layers)
     writer = ResultWriter(out, table=f"flow_{target_name}")
     counter = writer.counter
     tok = model.tokenizer

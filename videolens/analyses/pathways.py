@@ -15,6 +15,7 @@ query is left with nothing to attend), and is seeded (the reference's is not).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -54,6 +55,21 @@ class PathwaySpec:
     question_to_last: Range
     block_question_self_from: int | None
     close_tail: bool = True
+
+    def __post_init__(self) -> None:
+        n = self.n_layers
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise InputError(f"PathwaySpec n_layers={n!r}: give the depth the spec was written for (e.g. 32).")
+        for name in ("inter_frame", "video_to_question", "question_to_last"):
+            rng = getattr(self, name)
+            if not (len(rng) == 2 and all(isinstance(x, int) for x in rng) and 0 <= rng[0] <= rng[1] <= n):
+                raise InputError(
+                    f"PathwaySpec {name}={rng!r} is not a half-open layer range (start, stop) with "
+                    f"0 <= start <= stop <= n_layers={n}; e.g. (5, 15) keeps layers 5..14 open."
+                )
+        start = self.block_question_self_from
+        if start is not None and not (isinstance(start, int) and 0 <= start <= n):
+            raise InputError(f"PathwaySpec block_question_self_from={start!r} must be a layer 0..{n} or None.")
 
     def scaled(self, n_layers: int) -> PathwaySpec:
         """The same spec stretched to a model of ``n_layers`` layers (rounded)."""
@@ -96,9 +112,23 @@ def _outside(rng: Range, n_layers: int) -> list[int]:
 
 
 def pathway_knockout(spec: PathwaySpec, n_layers: int) -> EdgeKnockout:
-    """The knockout that keeps only the spec's pathways open."""
+    """The knockout that keeps only the spec's pathways open.
+
+    A spec written for another depth (the paper's ``"7b"`` on a 28-layer model) is stretched
+    with :meth:`PathwaySpec.scaled`, with a warning naming the ranges used; pass
+    ``spec.scaled(n_layers)`` (or a spec of this depth) to choose them yourself.
+    """
     if spec.n_layers != n_layers:
-        spec = spec.scaled(n_layers)
+        stretched = spec.scaled(n_layers)
+        warnings.warn(
+            f"The pathway spec is for {spec.n_layers} layers and the model has {n_layers}: stretched to "
+            f"inter_frame={stretched.inter_frame}, video_to_question={stretched.video_to_question}, "
+            f"question_to_last={stretched.question_to_last}, "
+            f"block_question_self_from={stretched.block_question_self_from}. "
+            "Pass spec.scaled(n_layers) or a PathwaySpec of this depth to choose the ranges yourself.",
+            stacklevel=2,
+        )
+        spec = stretched
     every = range(n_layers)
     last_like = (lambda lay: torch.cat([lay["tail"], lay["last"]])) if spec.close_tail else "last"
     parts = [

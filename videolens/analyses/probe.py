@@ -3,8 +3,10 @@
 :class:`TemporalProbe` reads the residual stream of chosen positions (by default every
 video token) at every layer, over many prompts, and fits one linear classifier (or ridge
 regression, for continuous targets) per layer. Scores are measured on **held-out
-videos**: the split is by sample, never by token, since tokens of one video share its
-content and a token-level split would let a probe memorise videos.
+videos**: the split is by video, never by token or by question, since tokens of one video
+share its content and a split that puts one video (asked two questions) on both sides lets
+a probe memorise videos. A sample's video is known by the hash of its frames (or give
+``video=`` ids).
 
 Targets:
 
@@ -26,6 +28,7 @@ Axis glossary: ``example`` (one row of a layer's design matrix: a token, or a fr
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -104,6 +107,7 @@ class TemporalProbe:
         self.C, self.alpha, self.max_iter = C, alpha, max_iter
         self._acts: list[Float[torch.Tensor, "layer example d_model"]] = []
         self._labels: list[np.ndarray] = []
+        self._videos: list[str] = []
         self.results_: pd.DataFrame | None = None
         self.probes_: dict[int, Any] = {}
         self.split_: dict[str, np.ndarray] = {}
@@ -153,9 +157,24 @@ class TemporalProbe:
             )
         return values
 
+    @property
+    def videos(self) -> list[str]:
+        """Each collected sample's video id (given, or the hash of its frames): the split's unit."""
+        return list(self._videos)
+
     @torch.no_grad()
-    def add(self, prompt: VideoPrompt, labels: Any = None, fwd_hooks: Sequence[tuple[Any, Callable]] = ()) -> None:
-        """Read one sample's activations and labels (see :meth:`collect`)."""
+    def add(
+        self,
+        prompt: VideoPrompt,
+        labels: Any = None,
+        fwd_hooks: Sequence[tuple[Any, Callable]] = (),
+        video: str | None = None,
+    ) -> None:
+        """Read one sample's activations and labels (see :meth:`collect`).
+
+        ``video``: the id of the sample's video (default: a hash of its frames), so that
+        samples of one video are never split between train and test.
+        """
         pos, rows, keys = self._examples(prompt.layout)
         y = self._labels_for(prompt.layout, labels, keys)
         resid = read_resid(self.model, prompt, self.layers, self.site, pos, fwd_hooks=fwd_hooks)
@@ -163,6 +182,7 @@ class TemporalProbe:
             resid = torch.stack([resid[:, r].float().mean(1) for r in rows], dim=1)
         self._acts.append(resid)
         self._labels.append(y)
+        self._videos.append(str(video) if video is not None else video_key(prompt))
 
     def collect(
         self,
@@ -173,10 +193,12 @@ class TemporalProbe:
         """Read activations of many samples (appended to those already collected).
 
         Args:
-            samples: ``(prompt, labels)`` pairs; with ``target="frame_index"`` bare prompts
-                (or ``(prompt, None)``) will do. ``labels``: one per sample (broadcast),
-                ``fn(layout, position)`` (``fn(layout, t)`` with ``pool="frame_mean"``), or
-                one per example.
+            samples: ``(prompt, labels)`` pairs, or ``(prompt, labels, video_id)``; with
+                ``target="frame_index"`` bare prompts (or ``(prompt, None)``) will do.
+                ``labels``: one per sample (broadcast), ``fn(layout, position)``
+                (``fn(layout, t)`` with ``pool="frame_mean"``), or one per example.
+                ``video_id`` (default: a hash of the frames) keeps a video's samples on one
+                side of the split.
             fwd_hooks: hooks active while reading (e.g. an edit to test a probe).
             progress: show a progress bar.
 
@@ -186,8 +208,13 @@ class TemporalProbe:
         """
         total = len(samples) if hasattr(samples, "__len__") else None  # type: ignore[arg-type]
         for sample in tqdm(samples, total=total, desc="probe activations", disable=not progress):
-            prompt, labels = (sample, None) if isinstance(sample, VideoPrompt) else sample
-            self.add(prompt, labels, fwd_hooks)
+            if isinstance(sample, VideoPrompt):
+                sample = (sample, None)
+            if not isinstance(sample, tuple) or len(sample) not in (2, 3):
+                raise VideoLensError(
+                    f"A probe sample is a prompt, (prompt, labels) or (prompt, labels, video_id); got {type(sample).__name__}."
+                )
+            self.add(sample[0], sample[1], fwd_hooks, video=sample[2] if len(sample) == 3 else None)
         return self
 
     # ---- fitting -------------------------------------------------------------------------------
@@ -215,20 +242,30 @@ class TemporalProbe:
         test_size: float = 0.25,
         seed: int = 0,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Sample numbers for training and testing: as given, or a seeded random split.
+        """Sample numbers for training and testing: as given, or a seeded random split of videos.
+
+        The random split holds out ``test_size`` of the distinct videos with every sample of
+        each; a given split may not put one video on both sides.
 
         Raises:
-            VideoLensError: if a sample is in both, a number was never collected, or either
-                side would be empty.
+            VideoLensError: if a sample or a video is in both, a number was never collected,
+                ``test_size`` is not a fraction, or either side would be empty.
         """
         n = self.n_samples
         everyone = np.arange(n)
+        videos = np.asarray(self._videos)
         if train_groups is None and test_groups is None:
-            if n < 2:
-                raise VideoLensError(f"A held-out split needs at least 2 samples; {n} collected.")
-            n_test = min(max(1, round(test_size * n)), n - 1)
-            order = np.random.default_rng(seed).permutation(n)
-            test = np.sort(order[:n_test])
+            if not 0 < test_size < 1:
+                raise VideoLensError(f"test_size={test_size!r} must be a fraction between 0 and 1 (e.g. 0.25).")
+            distinct = np.unique(videos)
+            if len(distinct) < 2:
+                raise VideoLensError(
+                    f"A held-out split needs samples of at least 2 different videos; {n} collected of "
+                    f"{len(distinct)} video(s)."
+                )
+            n_test = min(max(1, round(test_size * len(distinct))), len(distinct) - 1)
+            held_out = np.random.default_rng(seed).permutation(distinct)[:n_test]
+            test = everyone[np.isin(videos, held_out)]
         else:
             test = np.setdiff1d(everyone, train_groups) if test_groups is None else np.unique(test_groups)
         train = np.setdiff1d(everyone, test) if train_groups is None else np.unique(train_groups)
@@ -240,7 +277,17 @@ class TemporalProbe:
             raise VideoLensError(f"Samples {both.tolist()} are in both train and test; a held-out split needs none.")
         if not train.size or not test.size:
             raise VideoLensError("Train and test must each hold at least one sample.")
-        return train, test
+        shared = np.intersect1d(videos[train], videos[test])
+        if shared.size:
+            pairs = [
+                (int(np.nonzero(videos[train] == v)[0][0]), int(np.nonzero(videos[test] == v)[0][0])) for v in shared
+            ]
+            named = ", ".join(f"samples {train[a]} and {test[b]}" for a, b in pairs[:3])
+            raise VideoLensError(
+                f"{shared.size} video(s) are in both train and test ({named} show one video); a held-out "
+                "split keeps each video on one side: move them, or leave the split to fit()."
+            )
+        return train.astype(int), test.astype(int)
 
     def fit(
         self,
@@ -255,7 +302,7 @@ class TemporalProbe:
 
         Args:
             train_groups, test_groups: sample numbers (collection order); give one or both,
-                or neither for a random split of ``test_size`` of the samples (``seed``).
+                or neither for a random split holding out ``test_size`` of the videos (``seed``).
             shuffle_labels: permute the labels first (seeded): a control that should
                 score at chance.
 
@@ -309,6 +356,22 @@ class TemporalProbe:
         if self.results_ is None:
             raise VideoLensError("Nothing to plot yet; call fit() first.")
         return plot_probe_scores(self.results_, title=title)
+
+
+def video_key(prompt: VideoPrompt) -> str:
+    """A video's id from its content: the hash of its frames (or of the pixel inputs without frames)."""
+    digest = hashlib.sha1()
+    if prompt.frames is not None:
+        frames = np.ascontiguousarray(prompt.frames)
+        digest.update(str(frames.shape).encode())
+        digest.update(frames.tobytes())
+    else:
+        pixels = sorted(k for k, v in prompt.inputs.items() if "pixel" in k and isinstance(v, torch.Tensor))
+        if not pixels:
+            raise VideoLensError("This prompt holds no frames to identify its video; pass video=<id> with it.")
+        for k in pixels:
+            digest.update(prompt.inputs[k].detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def _chance(y_train: np.ndarray, y_test: np.ndarray, regression: bool) -> float:

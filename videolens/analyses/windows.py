@@ -54,6 +54,6 @@ def window_layers(style: WindowStyle, layer: int, window: int, n_layers: int) ->
     """The layers knocked out at sweep position ``layer`` for a window style."""
     if style not in STYLES:
         raise VideoLensError(f"Unknown window style {style!r}; use one of {', '.join(STYLES)}.")
-    if window < 1:
-        raise VideoLensError(f"window must be at least 1, got {window}.")
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise VideoLensError(f"window must be a whole number of layers, at least 1; got {window!r}.")
     return STYLES[style](layer, window, n_layers)

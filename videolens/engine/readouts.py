@@ -88,6 +88,8 @@ def pooled_attention(
         chunk: query rows per recomputation step (memory ~ ``chunk x heads x N``).
         device: where results are kept.
     """
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise InputError(f"chunk={chunk!r} query rows per step: use a whole number of at least 1 (default 256).")
     layout = model.batch(prompt).layouts[0]
     if model.batch(prompt).size != 1:
         raise InputError("pooled_attention reads one prompt at a time; call it once per prompt.")
