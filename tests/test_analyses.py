@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
+import numpy as np
 import pytest
 import torch
 
 from videolens import EdgeKnockout, HookedVideoLLM, LayoutError
 from videolens.analyses import (
     PAPER_PATHWAYS,
+    PathwaySpec,
     Sample,
     answer_probability,
     attention_maps,
@@ -23,8 +26,10 @@ from videolens.analyses import (
 )
 from videolens.analyses.common import option_token_ids, prompt_for
 from videolens.analyses.flow import TARGETS
+from videolens.analyses.pathways import video_side
 from videolens.analyses.windows import bottom_up, center, inverse, top_down, window_layers
 from videolens.engine.reference import dense_allowed
+from videolens.interventions.knockout import blocked_masks
 from videolens.testing import random_video
 from videolens.viz import (
     plot_answer_probability,
@@ -35,7 +40,7 @@ from videolens.viz import (
     write_report,
 )
 
-from conftest import FAMILIES, tiny
+from conftest import FAMILIES, make_prompt, tiny
 
 
 def samples(n: int = 3):
@@ -158,16 +163,19 @@ def test_edge_count_matches_brute_force():
     # brute force: the dense mask of every layer from the definitions
     brute_kept = 0
     tail_last = torch.cat([lay["tail"], lay["last"]])
+    # close_video_gaps: the video side runs from the first video token up to the question
+    side = torch.arange(int(lay["video"].min()), int(lay["question"].min()))
+    assert len(side) > len(lay["video"])  # this template has a token between the video and the question
     for layer in range(n_layers):
-        edges = [(lay["video"], tail_last), (lay["last"], lay["last"]), (lay["tail"], tail_last)]
+        edges = [(side, tail_last), (lay["last"], lay["last"]), (lay["tail"], tail_last)]
         if not spec.inter_frame[0] <= layer < spec.inter_frame[1]:
             edges += [(torch.cat([lay.frame(s) for s in range(t)]), lay.frame(t)) for t in range(1, lay.n_frames)]
         if not spec.video_to_question[0] <= layer < spec.video_to_question[1]:
-            edges.append((lay["video"], lay["question"]))
+            edges.append((side, lay["question"]))
         if not spec.question_to_last[0] <= layer < spec.question_to_last[1]:
             edges.append((lay["question"], tail_last))
         if layer >= spec.video_to_question[1]:
-            edges.append((lay["video"], lay["video"]))
+            edges.append((side, side))
         if spec.block_question_self_from is not None and layer >= spec.block_question_self_from:
             edges.append((lay["question"], lay["question"]))
         brute_kept += int(dense_allowed(lay.seq_len, edges).sum())
@@ -213,3 +221,41 @@ def test_analysis_input_errors():
         information_flow(model, [Sample(random_video(8), "Q?", ["a", "b"], answer="c")], progress=False, fps=2.0)
     with pytest.raises(Exception, match="Unknown target"):
         information_flow(model, samples(1), "sideways", progress=False, fps=2.0)
+
+
+@pytest.mark.parametrize("family", ["internvl", "qwen2_vl", "qwen3_vl", "videollama3", "llava_next_video"])
+def test_closed_pathways_leave_no_side_path_from_the_video(family):
+    """With every video pathway closed, the answer cannot depend on the video: two videos give the
+    same last-position logits. Frame labels, timestamps and the closing vision token read the
+    frames, so the paper's groups alone (``close_video_gaps=False``) leave them as a side path."""
+    model = tiny(family)
+    n = model.cfg.n_layers
+    closed = PathwaySpec(
+        n, inter_frame=(0, 0), video_to_question=(0, 0), question_to_last=(0, n), block_question_self_from=None
+    )
+    a, b = make_prompt(model, seed=1, answer=0), make_prompt(model, seed=2, answer=0)
+    assert a.layout.seq_len == b.layout.seq_len
+    with torch.no_grad():
+        clean = [model(p)[0, -1] for p in (a, b)]
+        sealed = [model(p, interventions=[pathway_knockout(closed, n)])[0, -1] for p in (a, b)]
+        leaky_spec = dataclasses.replace(closed, close_video_gaps=False)
+        leaky = [model(p, interventions=[pathway_knockout(leaky_spec, n)])[0, -1] for p in (a, b)]
+    assert not torch.allclose(clean[0], clean[1], atol=1e-4)  # the videos do matter to the model
+    torch.testing.assert_close(sealed[0], sealed[1], atol=1e-6, rtol=0)
+    # every one of these layouts has such tokens (at least the template token after the video)
+    assert len(video_side(a.layout)) > len(a.layout["video"])
+    assert not torch.allclose(leaky[0], leaky[1], atol=1e-4)
+
+
+def test_cross_frame_with_text_blocks_frame_labels_as_their_frame():
+    model = tiny("internvl")
+    lay = make_prompt(model, answer=0).layout
+    n = model.cfg.n_layers
+    spans = [np.concatenate([u.positions, u.text]) for u in lay.frames]
+    assert all(len(u.text) for u in lay.frames)
+    edges = [(torch.as_tensor(np.concatenate(spans[:t])), torch.as_tensor(spans[t])) for t in range(1, lay.n_frames)]
+    expected = ~dense_allowed(lay.seq_len, edges)  # hand-built: blocked = causal edges named above
+    got = blocked_masks([EdgeKnockout.cross_frame([0], with_text=True)], [lay], lay.seq_len, n, model.cfg.n_heads)[0]
+    assert torch.equal(got[0, 0], expected & torch.ones(lay.seq_len, lay.seq_len, dtype=torch.bool).tril())
+    plain = blocked_masks([EdgeKnockout.cross_frame([0])], [lay], lay.seq_len, n, model.cfg.n_heads)[0]
+    assert plain[0, 0].sum() < got[0, 0].sum()

@@ -8,7 +8,12 @@ blocks the same number of edges, drawn uniformly per layer from a seeded generat
 Differences from the reference, on purpose: the tail (instruction, assistant marker,
 answer prefix) is treated like ``last`` when ``close_tail`` is set, since otherwise
 video -> tail -> last stays open as a side path (the reference assigns the tail to no
-group, so it is never blocked); the random baseline draws
+group, so it is never blocked); with ``close_video_gaps`` the text and template tokens
+inside and right after the video (InternVL's ``FrameN:`` labels, Qwen3-VL's and
+VideoLLaMA3's timestamps, the closing ``<|vision_end|>``) count as video, and each
+frame's own text as that frame, since those tokens read the frames and are read by the
+question and the last position in every layer, so video -> label -> question (and
+frame -> next frame's label -> next frame) would stay open; the random baseline draws
 from the whole causal triangle it counts over, never the first key position (so no
 query is left with nothing to attend), and is seeded (the reference's is not).
 """
@@ -21,6 +26,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -47,6 +53,9 @@ class PathwaySpec:
         block_question_self_from: question -> question is blocked from this layer on
             (None: never).
         close_tail: treat the tail like ``last`` (see the module docstring).
+        close_video_gaps: treat the text and template tokens inside and right after the
+            video like the video, and each frame's text like its frame (see the module
+            docstring; nothing changes for a layout without such tokens).
     """
 
     n_layers: int
@@ -55,6 +64,7 @@ class PathwaySpec:
     question_to_last: Range
     block_question_self_from: int | None
     close_tail: bool = True
+    close_video_gaps: bool = True
 
     def __post_init__(self) -> None:
         n = self.n_layers
@@ -111,6 +121,22 @@ def _outside(rng: Range, n_layers: int) -> list[int]:
     return [x for x in range(n_layers) if not rng[0] <= x < rng[1]]
 
 
+def video_side(layout: TokenLayout) -> torch.Tensor:
+    """The video with the tokens between and right after its frames that are no question:
+    frame labels, timestamps, vision start/end (the run of video, ``video_text`` and
+    ``template`` positions from the first video token on)."""
+    video = layout["video"]
+    if not len(video):
+        return video
+    inside = np.zeros(layout.seq_len, dtype=bool)
+    for name in ("video_span", "template"):
+        inside[layout[name].numpy()] = True
+    start = int(video.min())
+    outside = np.flatnonzero(~inside[start:])
+    stop = start + int(outside[0]) if len(outside) else layout.seq_len
+    return torch.arange(start, stop)
+
+
 def pathway_knockout(spec: PathwaySpec, n_layers: int) -> EdgeKnockout:
     """The knockout that keeps only the spec's pathways open.
 
@@ -131,21 +157,22 @@ def pathway_knockout(spec: PathwaySpec, n_layers: int) -> EdgeKnockout:
         spec = stretched
     every = range(n_layers)
     last_like = (lambda lay: torch.cat([lay["tail"], lay["last"]])) if spec.close_tail else "last"
+    video = video_side if spec.close_video_gaps else "video"
     parts = [
-        EdgeKnockout("video", last_like, layers=every),
+        EdgeKnockout(video, last_like, layers=every),
         EdgeKnockout("last", "last", layers=every, allow_self=True),
     ]
     if spec.close_tail:
         tail_self = lambda lay: torch.cat([lay["tail"], lay["last"]])  # noqa: E731
         parts.append(EdgeKnockout("tail", tail_self, layers=every, allow_self=True))
     if outside := _outside(spec.inter_frame, n_layers):
-        parts.append(EdgeKnockout.cross_frame(outside))
+        parts.append(EdgeKnockout.cross_frame(outside, with_text=spec.close_video_gaps))
     if outside := _outside(spec.video_to_question, n_layers):
-        parts.append(EdgeKnockout("video", "question", layers=outside))
+        parts.append(EdgeKnockout(video, "question", layers=outside))
     if outside := _outside(spec.question_to_last, n_layers):
         parts.append(EdgeKnockout("question", last_like, layers=outside))
     if after := list(range(spec.video_to_question[1], n_layers)):
-        parts.append(EdgeKnockout("video", "video", layers=after, allow_self=True))
+        parts.append(EdgeKnockout(video, video, layers=after, allow_self=True))
     if spec.block_question_self_from is not None and (after := list(range(spec.block_question_self_from, n_layers))):
         parts.append(EdgeKnockout("question", "question", layers=after, allow_self=True))
     total = parts[0]

@@ -120,17 +120,33 @@ class EdgeKnockout:
         return cls(parts=(_make_part(edges, layers, heads, label, True, pointwise=True),))
 
     @classmethod
-    def cross_frame(cls, layers: Iterable[int], heads: Iterable[int] | None = None) -> EdgeKnockout:
-        """Block every earlier-frame -> later-frame edge (attention within a frame is kept)."""
+    def cross_frame(
+        cls, layers: Iterable[int], heads: Iterable[int] | None = None, *, with_text: bool = False
+    ) -> EdgeKnockout:
+        """Block every earlier-frame -> later-frame edge (attention within a frame is kept).
+
+        ``with_text=True`` counts each frame's text (``layout.frames[t].text``: InternVL's
+        ``FrameN:`` label, Qwen3-VL's and VideoLLaMA3's timestamp) as part of the frame, so
+        that frame -> later label -> later frame is blocked too. The default blocks the frame
+        tokens only, as the paper's method does (Sec. 4.1); nothing differs for a family
+        without frame text.
+        """
+
+        def frame(layout: TokenLayout, t: int) -> torch.Tensor:
+            if not with_text:
+                return layout.frame(t)
+            unit = layout.frames[t]
+            return torch.as_tensor(np.sort(np.concatenate([unit.positions, unit.text])), dtype=torch.long)
 
         def edges(layout: TokenLayout) -> list[tuple[torch.Tensor, torch.Tensor]]:
             if layout.n_frames < 2:
                 raise InterventionError("cross_frame needs a video with at least two frames (temporal units).")
             return [
-                (torch.cat([layout.frame(s) for s in range(t)]), layout.frame(t)) for t in range(1, layout.n_frames)
+                (torch.cat([frame(layout, s) for s in range(t)]), frame(layout, t)) for t in range(1, layout.n_frames)
             ]
 
-        return cls(parts=(_make_part(edges, layers, heads, "cross-frame", key=("cross-frame",)),))
+        label, key = ("cross-frame+text", ("cross-frame+text",)) if with_text else ("cross-frame", ("cross-frame",))
+        return cls(parts=(_make_part(edges, layers, heads, label, key=key),))
 
     def __add__(self, other: EdgeKnockout) -> EdgeKnockout:
         if not isinstance(other, EdgeKnockout):
