@@ -19,10 +19,12 @@ from videolens.analyses import (
     count_edges,
     effective_pathways,
     flow_accuracy,
+    frame_attention,
     information_flow,
     pathway_knockout,
     pathway_summary,
     random_knockout,
+    video_token_attention,
 )
 from videolens.analyses.common import option_token_ids, prompt_for
 from videolens.analyses.flow import TARGETS
@@ -33,6 +35,7 @@ from videolens.interventions.knockout import blocked_masks
 from videolens.testing import random_video
 from videolens.viz import (
     plot_answer_probability,
+    plot_attention_grid,
     plot_attention_maps,
     plot_effective_pathways,
     plot_flow_accuracy,
@@ -259,3 +262,35 @@ def test_cross_frame_with_text_blocks_frame_labels_as_their_frame():
     assert torch.equal(got[0, 0], expected & torch.ones(lay.seq_len, lay.seq_len, dtype=torch.bool).tril())
     plain = blocked_masks([EdgeKnockout.cross_frame([0])], [lay], lay.seq_len, n, model.cfg.n_heads)[0]
     assert plain[0, 0].sum() < got[0, 0].sum()
+
+
+@pytest.mark.parametrize("family", ["llava_next_video", "qwen2_vl", "video_llava"])
+def test_video_token_attention_equals_the_cached_patterns(family):
+    """The per-token map (the paper's Fig. 6) and the per-frame sums, against patterns from run_with_cache."""
+    model = tiny(family)
+    prompt = make_prompt(model, answer=0)
+    lay = prompt.layout
+    ko = EdgeKnockout.cross_frame(range(model.cfg.n_layers))
+    _, cache = model.run_with_cache(prompt, interventions=[ko], names_filter=lambda name: name.endswith("hook_pattern"))
+    rows = lay["question"]
+    for reduce in ("mean", "max"):
+        grid = video_token_attention(model, prompt, interventions=[ko], head_reduce=reduce)
+        frames = frame_attention(model, prompt, interventions=[ko], head_reduce=reduce)
+        assert grid.shape[:2] == (model.cfg.n_layers, lay.n_frames) and grid.shape[2:] == lay.grid(0).shape
+        for layer in range(model.cfg.n_layers):
+            pattern = cache[f"blocks.{layer}.attn.hook_pattern"][0].float()  # (head, q, k)
+            for t in range(lay.n_frames):
+                per_token = pattern[:, rows][:, :, lay.grid(t).reshape(-1)].mean(1)  # (head, key)
+                per_frame = pattern[:, rows][:, :, lay.frame(t)].sum(-1).mean(1)  # (head,)
+                hand_grid = per_token.mean(0) if reduce == "mean" else per_token.amax(0)
+                hand_frame = per_frame.mean() if reduce == "mean" else per_frame.amax()
+                torch.testing.assert_close(grid[layer, t].reshape(-1), hand_grid, atol=1e-6, rtol=1e-5)
+                torch.testing.assert_close(frames[layer, t], hand_frame, atol=1e-6, rtol=1e-5)
+    n = model.cfg.n_layers
+    fig = plot_attention_grid(grid, layers=range(n))
+    h, w = lay.grid(0).shape
+    t = lay.n_frames - 1
+    z = np.asarray(fig.data[0].z)
+    assert z.shape == (n * h, lay.n_frames * w)
+    assert z[(n - 1) * h + h - 1, t * w + w - 1] == pytest.approx(np.log10(5e-5 + float(grid[n - 1, t, h - 1, w - 1])))
+    assert list(fig.layout.yaxis.ticktext) == [f"layer {i + 1}" for i in range(n)]

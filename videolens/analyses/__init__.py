@@ -1,7 +1,7 @@
 """The analyses of "Map the Flow" as functions over a model and samples, returning DataFrames."""
 
 from videolens.analyses.answer_probability import answer_probability
-from videolens.analyses.attention_maps import attention_maps, frame_attention
+from videolens.analyses.attention_maps import attention_maps, frame_attention, video_token_attention
 from videolens.analyses.common import Sample, option_token_ids
 from videolens.analyses.flow import TARGETS, flow_accuracy, information_flow
 from videolens.analyses.pathways import (
@@ -30,4 +30,5 @@ __all__ = [
     "pathway_knockout",
     "pathway_summary",
     "random_knockout",
+    "video_token_attention",
 ]

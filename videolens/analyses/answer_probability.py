@@ -4,6 +4,10 @@ The residual stream at the last position after each layer is projected through t
 unembedding; the final layer's entry is the model's own output (final norm applied).
 ``apply_final_norm`` says whether the final norm is applied to the other layers too.
 One prefill forward per sample (the reference generated up to 100 tokens for this).
+
+The paper's settings: its LLaVA and InternVL scripts project the raw state
+(``apply_final_norm=False``), its VideoLLaMA3 script normalises (``True``, the default here,
+the usual logit lens); it kept the top 10 tokens per layer (``top_k=10``; default 5).
 """
 
 from __future__ import annotations

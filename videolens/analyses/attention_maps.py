@@ -1,7 +1,11 @@
-"""Attention maps ("Map the Flow", Fig. 6): how much the question attends each frame, per layer.
+"""Attention maps ("Map the Flow", Fig. 6): how much the question attends each frame, and
+each video token of each frame, per layer.
 
 Patterns are reduced inside the hook (query rows of one group, key columns pooled per
-frame), so no full ``(heads, N, N)`` pattern of any layer is kept.
+frame or kept per video token), so no full ``(heads, N, N)`` pattern of any layer is kept.
+:func:`video_token_attention` gives the paper's per-token maps (``(layer, frame, h, w)``,
+drawn by :func:`videolens.viz.plot_attention_grid`); :func:`frame_attention` and
+:func:`attention_maps` pool them per frame.
 """
 
 from __future__ import annotations
@@ -9,8 +13,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
+import einops
 import pandas as pd
 import torch
+from jaxtyping import Float
 
 from videolens.analyses.common import iterate, prompt_for, sample_id
 from videolens.core.hooked import HookedVideoLLM
@@ -18,6 +24,42 @@ from videolens.core.layout import resolve_group
 from videolens.core.prompt import VideoPrompt
 from videolens.errors import InputError
 from videolens.interventions.knockout import EdgeKnockout
+
+
+def _check_head_reduce(head_reduce: str) -> None:
+    if head_reduce not in ("mean", "max"):
+        raise InputError(f"head_reduce={head_reduce!r} is not a reduction over heads; use 'mean' or 'max'.")
+
+
+def _query_attention(
+    model: HookedVideoLLM,
+    prompt: VideoPrompt,
+    queries: Any,
+    key_groups: Sequence[torch.Tensor],
+    interventions: Sequence[EdgeKnockout],
+    layers: list[int],
+    head_reduce: str,
+) -> Float[torch.Tensor, "layer group"]:
+    """Attention from the query group to each key group (summed over the group's keys), averaged
+    over queries and reduced over heads, reduced inside the hook so no pattern is kept."""
+    rows = resolve_group(prompt.layout, queries)
+    sizes = [len(cols) for cols in key_groups]
+    columns = torch.cat(list(key_groups))
+    owner = torch.repeat_interleave(torch.arange(len(key_groups)), torch.tensor(sizes))
+    out = torch.zeros(len(layers), len(key_groups))
+
+    def reduce(pattern: torch.Tensor, hook: Any) -> None:
+        layer = int(hook.name.split(".")[1])
+        sub = pattern[0][:, rows][..., columns].float().mean(1)  # (head, key): mean over queries
+        per_group = torch.zeros(sub.shape[0], len(key_groups), device=sub.device).index_add_(
+            1, owner.to(sub.device), sub
+        )
+        out[layers.index(layer)] = (per_group.mean(0) if head_reduce == "mean" else per_group.amax(0)).cpu()
+
+    hooks = [(f"blocks.{layer}.attn.hook_pattern", reduce) for layer in layers]
+    with torch.no_grad():
+        model.run_with_hooks(prompt, fwd_hooks=hooks, interventions=list(interventions))
+    return out
 
 
 def frame_attention(
@@ -28,27 +70,50 @@ def frame_attention(
     interventions: Sequence[EdgeKnockout] = (),
     layers: Iterable[int] | None = None,
     head_reduce: Literal["mean", "max"] = "mean",
-) -> torch.Tensor:
+) -> Float[torch.Tensor, "layer frame"]:
     """``(layers, frames)``: attention from the query group to each frame, summed over the
     frame's keys, averaged over queries and reduced over heads."""
-    if head_reduce not in ("mean", "max"):
-        raise InputError(f"head_reduce={head_reduce!r} is not a reduction over heads; use 'mean' or 'max'.")
+    _check_head_reduce(head_reduce)
     layout = prompt.layout
-    rows = resolve_group(layout, queries)
     frames = [layout.frame(t) for t in range(layout.n_frames)]
     chosen = list(range(model.cfg.n_layers)) if layers is None else list(layers)
-    out = torch.zeros(len(chosen), len(frames))
+    return _query_attention(model, prompt, queries, frames, interventions, chosen, head_reduce)
 
-    def reduce(pattern: torch.Tensor, hook: Any) -> None:
-        layer = int(hook.name.split(".")[1])
-        sub = pattern[0][:, rows]  # (head, query, key)
-        per_frame = torch.stack([sub[..., cols].sum(-1) for cols in frames], dim=-1).mean(1)  # (head, frame)
-        out[chosen.index(layer)] = (per_frame.mean(0) if head_reduce == "mean" else per_frame.amax(0)).float().cpu()
 
-    hooks = [(f"blocks.{layer}.attn.hook_pattern", reduce) for layer in chosen]
-    with torch.no_grad():
-        model.run_with_hooks(prompt, fwd_hooks=hooks, interventions=list(interventions))
-    return out
+def video_token_attention(
+    model: HookedVideoLLM,
+    prompt: VideoPrompt,
+    *,
+    queries: Any = "question",
+    interventions: Sequence[EdgeKnockout] = (),
+    layers: Iterable[int] | None = None,
+    head_reduce: Literal["mean", "max"] = "mean",
+) -> Float[torch.Tensor, "layer frame h w"]:
+    """Attention from the query group to every video patch token, on each frame's patch grid.
+
+    The per-token map of "Map the Flow"'s Fig. 6: the paper's first-step attention from
+    question (and answer-prompt) tokens to the video tokens, averaged over the queries and
+    over heads (or their maximum), per layer, laid out as ``(t, h, w)``. Pass ``queries`` as
+    any group (a name, positions, or ``fn(layout)``) to choose the query tokens, e.g. the
+    words the paper filters per task. Per-frame tokens that are no patch (Video-LLaVA's CLS)
+    are not in the grid; :func:`frame_attention` counts them with their frame.
+
+    Raises:
+        InputError: if the frames' patch grids differ in shape (no common ``(h, w)``).
+    """
+    _check_head_reduce(head_reduce)
+    layout = prompt.layout
+    grids = [layout.grid(t) for t in range(layout.n_frames)]
+    if len({tuple(g.shape) for g in grids}) != 1:
+        raise InputError(
+            "The frames' patch grids differ in shape "
+            f"({sorted({tuple(g.shape) for g in grids})}); read one frame at a time with queries/keys of your own."
+        )
+    chosen = list(range(model.cfg.n_layers)) if layers is None else list(layers)
+    tokens = torch.cat([g.reshape(-1) for g in grids])
+    flat = _query_attention(model, prompt, queries, list(tokens[:, None]), interventions, chosen, head_reduce)
+    h, w = grids[0].shape
+    return einops.rearrange(flat, "layer (frame h w) -> layer frame h w", frame=len(grids), h=h, w=w)
 
 
 def attention_maps(
@@ -67,8 +132,7 @@ def attention_maps(
     Returns:
         Rows ``sample_id, condition, layer, frame, attention``.
     """
-    if head_reduce not in ("mean", "max"):
-        raise InputError(f"head_reduce={head_reduce!r} is not a reduction over heads; use 'mean' or 'max'.")
+    _check_head_reduce(head_reduce)
     knockout = knockout or EdgeKnockout.cross_frame(range(model.cfg.n_layers))
     chosen = list(range(model.cfg.n_layers)) if layers is None else list(layers)
     rows = []

@@ -8,7 +8,9 @@ Figs. 4-5) is a groupby away.
 Which residual stream? Layer ``l`` has an input and an output::
 
     layer_input(l)  == "blocks.{l}.hook_resid_pre"   (input of layer l; l = 0 is the embeddings)
-    layer_output(l) == "blocks.{l}.hook_resid_post"  (output of layer l == input of layer l + 1)
+    layer_output(l) == "blocks.{l}.hook_resid_post"  (output of layer l == input of layer l + 1,
+                                                      except where Qwen3-VL's DeepStack adds visual
+                                                      features between them, at video positions)
 
 The paper's two analyses disagree: its logit lens probed layer *inputs* (and never the
 input of the last layer), while its generation-probability analysis (Fig. 9) probed
@@ -264,7 +266,8 @@ class LogitLens:
         >>> lens.token_probs(prompt, ["A", "B", "C"], site="output")  # doctest: +SKIP
 
     Pitfall: ``site`` decides which residual stream ``layer`` means (see the module
-    docstring); ``site="output", layer=l`` equals ``site="input", layer=l+1``.
+    docstring); ``site="output", layer=l`` equals ``site="input", layer=l+1``, but at the
+    video positions of the layers where Qwen3-VL's DeepStack adds visual features in between.
     """
 
     def __init__(self, model: HookedVideoLLM, projection: Projection = "unembed", apply_final_norm: bool = True):

@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from videolens.errors import InputError
+
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
 
 
@@ -100,6 +102,49 @@ def plot_attention_maps(df: pd.DataFrame) -> go.Figure:
             col=i,
         )
     fig.update_layout(title="Question -> frame attention", yaxis_title="layer", template="plotly_white")
+    return fig
+
+
+def plot_attention_grid(
+    grid: Any,
+    layers: Sequence[int] | None = None,
+    *,
+    title: str = "Question -> video token attention",
+    eps: float = 5e-5,
+) -> go.Figure:
+    """The paper's Fig. 6 layout of a ``(layer, frame, h, w)`` attention grid (from
+    :func:`videolens.analyses.video_token_attention`): one band of ``h`` rows per layer, the
+    frames side by side, ``log10(eps + a)`` on Viridis scaled to the map's own range, white
+    lines between frames and layers.
+
+    Args:
+        grid: ``(layer, frame, h, w)`` tensor or array.
+        layers: the model layer of each band (0-indexed; labelled 1-indexed as in the paper);
+            default 0..n-1.
+    """
+    values = np.asarray(grid.detach().cpu() if hasattr(grid, "detach") else grid, dtype=float)
+    if values.ndim != 4:
+        raise InputError(f"plot_attention_grid takes a (layer, frame, h, w) grid; got shape {values.shape}.")
+    n_layers, n_frames, h, w = values.shape
+    labels = list(range(n_layers)) if layers is None else list(layers)
+    if len(labels) != n_layers:
+        raise InputError(f"{len(labels)} layer labels for {n_layers} layers in the grid.")
+    image = values.transpose(0, 2, 1, 3).reshape(n_layers * h, n_frames * w)  # (layer h) x (frame w)
+    fig = go.Figure(go.Heatmap(z=np.log10(eps + image), colorscale="Viridis", colorbar={"title": "log10"}))
+    line = {"color": "white", "width": 2}
+    for t in range(1, n_frames):
+        fig.add_shape(type="line", x0=t * w - 0.5, x1=t * w - 0.5, y0=-0.5, y1=n_layers * h - 0.5, line=line)
+    for i in range(1, n_layers):
+        fig.add_shape(type="line", x0=-0.5, x1=n_frames * w - 0.5, y0=i * h - 0.5, y1=i * h - 0.5, line=line)
+    fig.update_xaxes(
+        tickvals=[t * w + (w - 1) / 2 for t in range(n_frames)], ticktext=[f"frame {t}" for t in range(n_frames)]
+    )
+    fig.update_yaxes(
+        tickvals=[i * h + (h - 1) / 2 for i in range(n_layers)],
+        ticktext=[f"layer {layer + 1}" for layer in labels],
+        autorange="reversed",
+    )
+    fig.update_layout(title=title, template="plotly_white")
     return fig
 
 
