@@ -37,11 +37,13 @@ def _query_attention(
     queries: Any,
     key_groups: Sequence[torch.Tensor],
     interventions: Sequence[EdgeKnockout],
-    layers: list[int],
+    layers: Iterable[int] | None,
     head_reduce: str,
 ) -> Float[torch.Tensor, "layer group"]:
     """Attention from the query group to each key group (summed over the group's keys), averaged
     over queries and reduced over heads, reduced inside the hook so no pattern is kept."""
+    _check_head_reduce(head_reduce)
+    layers = list(range(model.cfg.n_layers)) if layers is None else list(layers)
     rows = resolve_group(prompt.layout, queries)
     sizes = [len(cols) for cols in key_groups]
     columns = torch.cat(list(key_groups))
@@ -73,11 +75,8 @@ def frame_attention(
 ) -> Float[torch.Tensor, "layer frame"]:
     """``(layers, frames)``: attention from the query group to each frame, summed over the
     frame's keys, averaged over queries and reduced over heads."""
-    _check_head_reduce(head_reduce)
-    layout = prompt.layout
-    frames = [layout.frame(t) for t in range(layout.n_frames)]
-    chosen = list(range(model.cfg.n_layers)) if layers is None else list(layers)
-    return _query_attention(model, prompt, queries, frames, interventions, chosen, head_reduce)
+    frames = [prompt.layout.frame(t) for t in range(prompt.layout.n_frames)]
+    return _query_attention(model, prompt, queries, frames, interventions, layers, head_reduce)
 
 
 def video_token_attention(
@@ -109,9 +108,8 @@ def video_token_attention(
             "The frames' patch grids differ in shape "
             f"({sorted({tuple(g.shape) for g in grids})}); read one frame at a time with queries/keys of your own."
         )
-    chosen = list(range(model.cfg.n_layers)) if layers is None else list(layers)
     tokens = torch.cat([g.reshape(-1) for g in grids])
-    flat = _query_attention(model, prompt, queries, list(tokens[:, None]), interventions, chosen, head_reduce)
+    flat = _query_attention(model, prompt, queries, list(tokens[:, None]), interventions, layers, head_reduce)
     h, w = grids[0].shape
     return einops.rearrange(flat, "layer (frame h w) -> layer frame h w", frame=len(grids), h=h, w=w)
 
