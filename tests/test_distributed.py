@@ -37,3 +37,21 @@ def test_two_processes_write_two_shards_that_merge_into_the_single_process_resul
     ]
     assert (tmp_path / "two" / f"{TABLE}.csv").read_bytes() == (tmp_path / "one" / f"{TABLE}.csv").read_bytes()
     assert launched.stdout.count("report:") == 1  # rank 0 alone merged and reported
+
+
+def test_the_wait_for_other_ranks_is_set_in_seconds(monkeypatch):
+    from datetime import timedelta
+
+    import pytest
+
+    from videolens.errors import VideoLensError
+    from videolens.runs.distributed import finish_timeout
+
+    monkeypatch.delenv("VIDEOLENS_FINISH_TIMEOUT_S", raising=False)
+    assert finish_timeout() == timedelta(hours=24)
+    monkeypatch.setenv("VIDEOLENS_FINISH_TIMEOUT_S", "7200")
+    assert finish_timeout() == timedelta(hours=2)
+    for bad in ("two hours", "0", "-5", "inf", "nan"):
+        monkeypatch.setenv("VIDEOLENS_FINISH_TIMEOUT_S", bad)
+        with pytest.raises(VideoLensError, match="positive number of seconds"):
+            finish_timeout()

@@ -537,6 +537,8 @@ def _run(args: argparse.Namespace, samples: list[Any], source: str, device: str)
         raise CLIError("`videolens discover` searches over all samples at once; run it in one process, not torchrun.")
     try:
         joined = distributed.init_from_environment(use_cuda=device.startswith("cuda"))
+    except VideoLensError:
+        raise
     except (ValueError, RuntimeError) as exc:  # e.g. WORLD_SIZE set without MASTER_ADDR
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CLIError(

@@ -14,8 +14,29 @@ from datetime import timedelta
 from functools import cache
 from typing import Any
 
-#: How long a finished rank waits for the slowest one before giving up.
+#: How long a finished rank waits for the slowest one before giving up (default; see :func:`finish_timeout`).
 FINISH_TIMEOUT = timedelta(hours=24)
+TIMEOUT_VARIABLE = "VIDEOLENS_FINISH_TIMEOUT_S"
+
+
+def finish_timeout() -> timedelta:
+    """How long ranks wait for each other: ``VIDEOLENS_FINISH_TIMEOUT_S`` seconds if set, else 24 hours.
+
+    A shorter wait frees a job whose rank hangs (a crashed rank ends the job anyway: torchrun
+    stops the others); it must still cover the slowest rank's share of the samples.
+    """
+    raw = os.environ.get(TIMEOUT_VARIABLE, "").strip()
+    if not raw:
+        return FINISH_TIMEOUT
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0 or seconds == float("inf"):
+        from videolens.errors import InputError
+
+        raise InputError(f"{TIMEOUT_VARIABLE}={raw!r} must be a positive number of seconds (e.g. 7200 for 2 hours).")
+    return timedelta(seconds=seconds)
 
 
 def _dist() -> Any:
@@ -58,18 +79,19 @@ def init_from_environment(use_cuda: bool) -> bool:
     dist = _dist()
     if dist is None or launched_world_size() < 2 or dist.is_initialized():
         return False
+    timeout = finish_timeout()  # a bad value is refused before the group is joined
     if use_cuda:
         import torch
 
         torch.cuda.set_device(local_rank())
-    dist.init_process_group(backend="nccl" if use_cuda else "gloo", timeout=FINISH_TIMEOUT)
+    dist.init_process_group(backend="nccl" if use_cuda else "gloo", timeout=timeout)
     return True
 
 
 @cache
 def _cpu_group() -> Any:
     dist = _dist()
-    return dist.new_group(backend="gloo", timeout=FINISH_TIMEOUT) if dist.get_backend() != "gloo" else None
+    return dist.new_group(backend="gloo", timeout=finish_timeout()) if dist.get_backend() != "gloo" else None
 
 
 def broadcast_from_first(value: Any) -> Any:
