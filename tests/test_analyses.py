@@ -286,6 +286,15 @@ def test_video_token_attention_equals_the_cached_patterns(family):
                 hand_frame = per_frame.mean() if reduce == "mean" else per_frame.amax()
                 torch.testing.assert_close(grid[layer, t].reshape(-1), hand_grid, atol=1e-6, rtol=1e-5)
                 torch.testing.assert_close(frames[layer, t], hand_frame, atol=1e-6, rtol=1e-5)
+    # one map per query token, heads reduced per query (the paper's figures)
+    per_query = video_token_attention(model, prompt, interventions=[ko], head_reduce="max", per_query=True)
+    assert per_query.shape[:2] == (model.cfg.n_layers, len(rows))
+    layer, q, t = model.cfg.n_layers - 1, len(rows) // 2, lay.n_frames - 1
+    pattern = cache[f"blocks.{layer}.attn.hook_pattern"][0].float()
+    hand = pattern[:, rows[q]][:, lay.grid(t).reshape(-1)].amax(0)
+    torch.testing.assert_close(per_query[layer, q, t].reshape(-1), hand, atol=1e-6, rtol=1e-5)
+    mean_maps = video_token_attention(model, prompt, interventions=[ko], per_query=True)
+    torch.testing.assert_close(mean_maps.mean(1), video_token_attention(model, prompt, interventions=[ko]))
     n = model.cfg.n_layers
     fig = plot_attention_grid(grid, layers=range(n))
     h, w = lay.grid(0).shape

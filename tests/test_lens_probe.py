@@ -157,28 +157,68 @@ def test_vocab_frequency_matches_a_brute_force_recount():
     bag = {"seen": words}
     df = vocab_frequency(lens, prompts, bag, bin_size=3, progress=False)
 
-    assert list(dict.fromkeys(df["bin"])) == ["1-3", "4-6", "7", "ALL", "ALL_NORM"]
-    binned = df[~df["bin"].isin(["ALL", "ALL_NORM"])]
-    for row in binned.itertuples():
+    # The paper's table: one row per word (and ALL, ALL_NORM), one column per bin.
+    assert list(dict.fromkeys(df["bin"])) == ["1-3", "4-6", "7"]
+    assert set(df["word"]) == set(words) | {"ALL", "ALL_NORM"}
+    rows = df[~df["word"].isin(["ALL", "ALL_NORM"])]
+    for row in rows.itertuples():  # counted by decoded text, as the paper did
         layers = range(row.first_layer, row.last_layer + 1)
-        hits = top1[top1["layer"].isin(layers) & (top1["token_id"] == row.token_id)]
+        hits = top1[top1["layer"].isin(layers) & (top1["token"] == tok.decode([row.token_id]))]
         assert row.count == len(hits), (row.bin, row.word)
-    spans = binned.drop_duplicates("bin")[["first_layer", "last_layer"]].to_numpy()
+    spans = rows.drop_duplicates("bin")[["first_layer", "last_layer"]].to_numpy()
     covered = [layer for first, last in spans for layer in range(first, last + 1)]
     assert covered == list(range(model.cfg.n_layers))  # no overlap, no gap
 
-    counts = binned.pivot(index="bin", columns="word", values="count").astype(float)
-    all_row = df[df["bin"] == "ALL"].set_index("word")["count"].astype(float)
+    counts = rows.pivot(index="word", columns="bin", values="count").astype(float)
+    all_row = df[df["word"] == "ALL"].set_index("bin")["count"].astype(float)
     pd.testing.assert_series_equal(counts.sum(0), all_row[counts.columns], check_names=False)
-    fracs = binned.pivot(index="bin", columns="word", values="frac")
-    sums = fracs.sum(1)[counts.sum(1) > 0]
-    np.testing.assert_allclose(sums, 1.0)
-    norm = df[df["bin"] == "ALL_NORM"].set_index("word")["frac"]
-    np.testing.assert_allclose(norm[fracs.columns], fracs[counts.sum(1) > 0].mean(0))
+    fracs = rows.pivot(index="word", columns="bin", values="frac")
+    np.testing.assert_allclose(fracs.sum(1), 1.0)  # each word normalised over the bins
+    all_frac = df[df["word"] == "ALL"].set_index("bin")["frac"]
+    np.testing.assert_allclose(all_frac[counts.columns], (all_row / all_row.sum())[counts.columns])
+    norm = df[df["word"] == "ALL_NORM"].set_index("bin")["frac"]
+    np.testing.assert_allclose(norm[fracs.columns], fracs.mean(0))
 
-    rare = all_row.idxmin()
-    kept = vocab_frequency(lens, prompts, bag, bin_size=3, min_count=int(all_row.min()) + 1, progress=False)
+    totals = counts.sum(1)
+    rare = totals.idxmin()
+    kept = vocab_frequency(lens, prompts, bag, bin_size=3, min_count=int(totals.min()) + 1, progress=False)
     assert rare not in set(kept["word"])
+
+
+def test_vocab_frequency_counts_by_text_like_the_paper():
+    """The paper counts decoded top-1 strings: two ids that decode to one word (SentencePiece's
+    ``on`` and ``▁on``) count together, and bag words with one first sub-token are one row.
+    A hand count over a made-up lens and tokenizer."""
+    from types import SimpleNamespace
+
+    texts = {0: "on", 1: "on", 2: "up", 3: "x"}  # id 1 is "▁on": it decodes to "on" too
+    pieces = {"on": [1], "up": [2], "upward": [2, 3]}
+
+    class Tokenizer:
+        def encode(self, word, add_special_tokens=False):
+            return pieces[word]
+
+        def decode(self, ids):
+            return "".join(texts[int(i)] for i in ids)
+
+    n_layers = 4
+    top1 = torch.tensor([[0, 1, 2, 3, 0]] * n_layers)  # every layer: "on" x3 (ids 0, 1, 0), "up" x1, "x" x1
+
+    class MadeUpLens(LogitLens):
+        def __init__(self):
+            self.model = SimpleNamespace(tokenizer=Tokenizer(), cfg=SimpleNamespace(n_layers=n_layers, d_vocab=4))
+
+        def top1_ids(self, prompt, positions="video", layers=None, site="input", **_):
+            return list(range(n_layers)), torch.arange(5), top1
+
+    with pytest.warns(UserWarning, match="counted as one"):
+        df = vocab_frequency(MadeUpLens(), [None], {"bag": ["on", "up", "upward"]}, bin_size=2, progress=False)
+    table = df.pivot(index="word", columns="bin", values="count")
+    assert table.loc["on"].tolist() == [6, 6]  # 3 a layer, 2 layers a bin (by the word's own id alone: 2)
+    assert table.loc["up/upward"].tolist() == [2, 2]
+    assert table.loc["ALL"].tolist() == [8, 8]
+    fracs = df.pivot(index="word", columns="bin", values="frac")
+    assert fracs.loc["on"].tolist() == [0.5, 0.5] and fracs.loc["ALL_NORM"].tolist() == [0.5, 0.5]
 
 
 # ---- TemporalProbe ----------------------------------------------------------------------------------

@@ -39,24 +39,28 @@ def _query_attention(
     interventions: Sequence[EdgeKnockout],
     layers: Iterable[int] | None,
     head_reduce: str,
-) -> Float[torch.Tensor, "layer group"]:
+    per_query: bool = False,
+) -> Float[torch.Tensor, "layer *query group"]:
     """Attention from the query group to each key group (summed over the group's keys), averaged
-    over queries and reduced over heads, reduced inside the hook so no pattern is kept."""
+    over queries (or kept per query) and reduced over heads, inside the hook so no pattern is kept."""
     _check_head_reduce(head_reduce)
     layers = list(range(model.cfg.n_layers)) if layers is None else list(layers)
     rows = resolve_group(prompt.layout, queries)
     sizes = [len(cols) for cols in key_groups]
     columns = torch.cat(list(key_groups))
     owner = torch.repeat_interleave(torch.arange(len(key_groups)), torch.tensor(sizes))
-    out = torch.zeros(len(layers), len(key_groups))
+    out = torch.zeros(len(layers), *((len(rows),) if per_query else ()), len(key_groups))
 
     def reduce(pattern: torch.Tensor, hook: Any) -> None:
         layer = int(hook.name.split(".")[1])
-        sub = pattern[0][:, rows][..., columns].float().mean(1)  # (head, key): mean over queries
-        per_group = torch.zeros(sub.shape[0], len(key_groups), device=sub.device).index_add_(
-            1, owner.to(sub.device), sub
-        )
-        out[layers.index(layer)] = (per_group.mean(0) if head_reduce == "mean" else per_group.amax(0)).cpu()
+        sub = pattern[0][:, rows][..., columns].float()  # (head, query, key)
+        if not per_query:
+            sub = sub.mean(1, keepdim=True)
+        per_group = torch.zeros(*sub.shape[:2], len(key_groups), device=sub.device).index_add_(
+            2, owner.to(sub.device), sub
+        )  # (head, query, group)
+        reduced = per_group.mean(0) if head_reduce == "mean" else per_group.amax(0)
+        out[layers.index(layer)] = (reduced if per_query else reduced[0]).cpu()
 
     hooks = [(f"blocks.{layer}.attn.hook_pattern", reduce) for layer in layers]
     with torch.no_grad():
@@ -87,15 +91,20 @@ def video_token_attention(
     interventions: Sequence[EdgeKnockout] = (),
     layers: Iterable[int] | None = None,
     head_reduce: Literal["mean", "max"] = "mean",
-) -> Float[torch.Tensor, "layer frame h w"]:
+    per_query: bool = False,
+) -> Float[torch.Tensor, "layer *query frame h w"]:
     """Attention from the query group to every video patch token, on each frame's patch grid.
 
-    The per-token map of "Map the Flow"'s Fig. 6: the paper's first-step attention from
-    question (and answer-prompt) tokens to the video tokens, averaged over the queries and
-    over heads (or their maximum), per layer, laid out as ``(t, h, w)``. Pass ``queries`` as
-    any group (a name, positions, or ``fn(layout)``) to choose the query tokens, e.g. the
-    words the paper filters per task. Per-frame tokens that are no patch (Video-LLaVA's CLS)
-    are not in the grid; :func:`frame_attention` counts them with their frame.
+    The per-token map of "Map the Flow"'s Fig. 6: attention (of the prefill pass) from query
+    tokens to the video tokens, averaged over heads (or their maximum), per layer, laid out as
+    ``(t, h, w)``. The paper drew one map per query token (``per_query=True``: shape
+    ``(layer, query, frame, h, w)``, heads reduced per query, as it did), for the tokens of
+    the question through the answer prompt that match task words; by default the queries'
+    maps are averaged (heads then reduced on the average). Pass ``queries`` as any group (a
+    name, positions, or ``fn(layout)``), e.g. ``lambda lay: torch.cat([lay["question"],
+    lay["tail"]])`` for the paper's candidates. Per-frame tokens that are no patch
+    (Video-LLaVA's CLS) are not in the grid; :func:`frame_attention` counts them with their
+    frame.
 
     Raises:
         InputError: if the frames' patch grids differ in shape (no common ``(h, w)``).
@@ -109,9 +118,11 @@ def video_token_attention(
             f"({sorted({tuple(g.shape) for g in grids})}); read one frame at a time with queries/keys of your own."
         )
     tokens = torch.cat([g.reshape(-1) for g in grids])
-    flat = _query_attention(model, prompt, queries, list(tokens[:, None]), interventions, layers, head_reduce)
+    flat = _query_attention(
+        model, prompt, queries, list(tokens[:, None]), interventions, layers, head_reduce, per_query
+    )
     h, w = grids[0].shape
-    return einops.rearrange(flat, "layer (frame h w) -> layer frame h w", frame=len(grids), h=h, w=w)
+    return einops.rearrange(flat, "... (frame h w) -> ... frame h w", frame=len(grids), h=h, w=w)
 
 
 def attention_maps(

@@ -22,8 +22,11 @@ Which projection? ``projection="unembed"`` uses the model's own head (``W_U``), 
 output of the last layer, with the final norm, the lens gives exactly the model's output
 distribution. ``projection="embed"`` uses the input embeddings ``W_E`` as the paper did,
 ``softmax(h @ E^T)``. ``apply_final_norm`` applies the model's final norm first; the
-paper did not normalise intermediate layers. The paper's exact setting is
-``LogitLens(model, projection="embed", apply_final_norm=False)`` at ``site="input"``.
+paper did not normalise intermediate layers. The paper's setting is
+``LogitLens(model, projection="embed", apply_final_norm=False)`` at ``site="input"`` for
+layers ``0 .. L-2``; its last entry was not the input of layer ``L-1`` (never probed) but the
+final norm's output: read that with a second lens, ``LogitLens(model, projection="embed",
+apply_final_norm=True)`` at ``site="output", layers=[L-1]``.
 
 Cost: only the positions asked for are projected (the reference projected every
 position), only the needed residual streams are read (gathered at those
@@ -206,7 +209,7 @@ def first_token_ids(tokenizer: Any, words: Iterable[str], prefix_space: bool = F
             tokenizers (Qwen, LLaVA-OneVision) give ``"box"`` for the bare word but ``"Ġbox"``
             mid-sentence, so ``prefix_space=True`` matches the usual in-text token there.
 
-    Warns when several words share a first sub-token: their counts are then the same.
+    Warns when several words share a first sub-token: :func:`vocab_frequency` counts them as one row.
     """
     out: dict[str, int] = {}
     for word in words:
@@ -220,7 +223,7 @@ def first_token_ids(tokenizer: Any, words: Iterable[str], prefix_space: bool = F
     clashes = [ws for ws in shared.values() if len(ws) > 1]
     if clashes:
         warnings.warn(
-            f"Bag words share a first sub-token and will have equal counts: {clashes}.",
+            f"Bag words share a first sub-token and are counted as one: {clashes}.",
             stacklevel=2,
         )
     return out
@@ -509,12 +512,14 @@ def vocab_frequency(
 ) -> pd.DataFrame:
     """How often each bag word is the lens's top-1 token at video tokens, per layer bin (Fig. 4).
 
-    Counts top-1 tokens over all video tokens of all prompts per layer, sums them in
-    non-overlapping bins of ``bin_size`` layers (the reference's bins overlapped:
-    inclusive slicing made them 6 layers wide), drops words whose total is below ``min_count`` (the paper used 100), adds an
-    ``ALL`` row (the sum over bins), normalises each row of each bag to sum 1 (``frac``),
-    and adds ``ALL_NORM`` (the mean of the bins' normalised rows; bins with no bag word
-    at all are left out of that mean).
+    As the paper counts: top-1 tokens over all video tokens of all prompts per layer, by
+    their decoded text (so ``"▁on"`` and ``"on"`` both count as ``on``), each bag word
+    reduced to the text of its first sub-token (words that share it are one row). The counts
+    are summed in non-overlapping bins of ``bin_size`` layers (the reference's bins
+    overlapped: inclusive slicing made them 6 layers wide); words whose total is below
+    ``min_count`` are dropped (the paper used 100); an ``ALL`` row sums the words per bin;
+    each row is normalised over the bins (``frac``: where in depth that word is top-1) and
+    ``ALL_NORM`` is the mean of the words' normalised rows (words never top-1 left out).
 
     Args:
         model_or_lens: a :class:`LogitLens`, or a model (then ``LogitLens(model)``, the
@@ -532,59 +537,74 @@ def vocab_frequency(
         progress: show a progress bar.
 
     Returns:
-        Tidy rows ``bag, bin, first_layer, last_layer, word, token_id, token, count, frac``
-        with ``bin`` in ``"1-5", "6-10", ..., "ALL", "ALL_NORM"`` (1-based labels; the
-        ``*_layer`` columns are 0-based; ``count`` is ``<NA>`` for ``ALL_NORM``). Pivot for
-        a table: ``df.pivot(index="bin", columns="word", values="count")``.
+        Tidy rows ``bag, word, token, token_id, bin, first_layer, last_layer, count, frac``,
+        one per (word, bin), with ``word`` a bag word (several joined by ``/`` where they
+        share a first sub-token), ``"ALL"`` or ``"ALL_NORM"``; ``token`` the counted text,
+        ``token_id`` the word's first sub-token id (``<NA>`` for ALL rows); ``bin`` in
+        ``"1-5", "6-10", ...`` (1-based labels; the ``*_layer`` columns are 0-based);
+        ``count`` is ``<NA>`` for ``ALL_NORM``. The paper's table:
+        ``df.pivot(index="word", columns="bin", values="count")``.
     """
     lens = model_or_lens if isinstance(model_or_lens, LogitLens) else LogitLens(model_or_lens)
     bags = PAPER_BAGS if bags is None else bags
     tokenizer = lens.model.tokenizer
     bag_ids = {name: first_token_ids(tokenizer, words, prefix_space) for name, words in bags.items()}
     layer_list, counts = count_top1(lens, prompts, layers, site, positions, progress)
+    seen = np.flatnonzero(counts.sum(0))
+    by_text: dict[str, np.ndarray] = {}  # decoded text -> (layer,) counts, summed over the ids that decode to it
+    for tid, text in zip(seen, _decode_ids(tokenizer, seen)):
+        by_text[text] = by_text.get(text, 0) + counts[:, tid]
     row_of = {layer: i for i, layer in enumerate(layer_list)}
     bins = layer_bins(layer_list, bin_size, lens.model.cfg.n_layers)
-    frames = [_bag_frequency(name, ids, counts, row_of, bins, min_count, tokenizer) for name, ids in bag_ids.items()]
-    columns = ["bag", "bin", "first_layer", "last_layer", "word", "token_id", "token", "count", "frac"]
-    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+    frames = [
+        _bag_frequency(name, ids, by_text, len(layer_list), row_of, bins, min_count, tokenizer)
+        for name, ids in bag_ids.items()
+    ]
+    return (
+        pd.concat(frames, ignore_index=True)[FREQUENCY_COLUMNS] if frames else pd.DataFrame(columns=FREQUENCY_COLUMNS)
+    )
+
+
+FREQUENCY_COLUMNS = ["bag", "word", "token", "token_id", "bin", "first_layer", "last_layer", "count", "frac"]
 
 
 def _bag_frequency(
     bag: str,
     word_ids: dict[str, int],
-    counts: np.ndarray,
+    by_text: dict[str, np.ndarray],
+    n_rows: int,
     row_of: dict[int, int],
     bins: list[tuple[str, int, int, list[int]]],
     min_count: int,
     tokenizer: Any,
 ) -> pd.DataFrame:
-    """One bag's binned counts, ALL and ALL_NORM rows (see :func:`vocab_frequency`)."""
-    words = list(word_ids)
-    ids = np.asarray([word_ids[w] for w in words], dtype=np.int64)
-    table = np.stack([counts[[row_of[m] for m in members]][:, ids].sum(0) for *_, members in bins])  # (bin, word)
-    keep = table.sum(0) >= min_count
-    words, ids, table = [w for w, k in zip(words, keep) if k], ids[keep], table[:, keep]
-    total = table.sum(1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        frac = np.where(total > 0, table / np.maximum(total, 1), np.nan)
+    """One bag's (word x bin) counts with its ALL and ALL_NORM rows (see :func:`vocab_frequency`)."""
+    texts: dict[str, tuple[list[str], int]] = {}  # first sub-token's text -> (its words, its id)
+    for word, tid in word_ids.items():
+        text = tokenizer.decode([tid])
+        texts.setdefault(text, ([], tid))[0].append(word)
+    keys = sorted(texts)  # the reference's sorted, deduplicated first sub-tokens
+    zero = np.zeros(n_rows, dtype=np.int64)
+    per_layer = np.stack([by_text.get(k, zero) for k in keys]) if keys else np.zeros((0, n_rows), dtype=np.int64)
+    table = np.stack([per_layer[:, [row_of[m] for m in members]].sum(1) for *_, members in bins], axis=1)
+    keep = table.sum(1) >= min_count
+    keys, table = [k for k, kept in zip(keys, keep) if kept], table[keep]  # (word, bin)
     all_counts = table.sum(0)
-    all_frac = all_counts / all_counts.sum() if all_counts.sum() else np.full(len(words), np.nan)
-    has = total[:, 0] > 0
-    norm = frac[has].mean(0) if has.any() else np.full(len(words), np.nan)
-    rows = []
-    for b, (label, first, last, _) in enumerate(bins):
-        rows.append((label, first, last, table[b], frac[b]))
-    rows.append(("ALL", None, None, all_counts, all_frac))
-    rows.append(("ALL_NORM", None, None, [None] * len(words), norm))
-    tokens = [tokenizer.decode([int(i)]) for i in ids]
-    out = []
-    for label, first, last, cnt, fr in rows:
-        for j, word in enumerate(words):
-            out.append((bag, label, first, last, word, int(ids[j]), tokens[j], cnt[j], fr[j]))
-    df = pd.DataFrame(
-        out, columns=["bag", "bin", "first_layer", "last_layer", "word", "token_id", "token", "count", "frac"]
-    )
-    for col in ("first_layer", "last_layer", "count"):
+    totals = table.sum(1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = np.where(totals > 0, table / np.maximum(totals, 1), np.nan)
+        all_frac = all_counts / all_counts.sum() if all_counts.sum() else np.full(len(bins), np.nan)
+    hit = totals[:, 0] > 0
+    norm = frac[hit].mean(0) if hit.any() else np.full(len(bins), np.nan)
+    rows = [("/".join(texts[k][0]), k, texts[k][1], table[i], frac[i]) for i, k in enumerate(keys)]
+    rows += [("ALL", None, None, all_counts, all_frac), ("ALL_NORM", None, None, [None] * len(bins), norm)]
+    out = [
+        (bag, word, text, tid, label, first, last, cnt[b], fr[b])
+        for word, text, tid, cnt, fr in rows
+        for b, (label, first, last, _) in enumerate(bins)
+    ]
+    df = pd.DataFrame(out, columns=FREQUENCY_COLUMNS)
+    for col in ("token_id", "first_layer", "last_layer", "count"):
         df[col] = pd.array(df[col], dtype="Int64")
     df["frac"] = df["frac"].astype(float)
     return df

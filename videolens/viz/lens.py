@@ -43,12 +43,14 @@ def plot_vocab_frequency(
 
     Args:
         df: the output of :func:`videolens.analyses.lens.vocab_frequency`.
-        value: ``"frac"`` (row-normalised, as the paper plots) or ``"count"``.
-        include_all: also show the ``ALL`` (or, for ``frac``, ``ALL_NORM``) group.
+        value: ``"frac"`` (each word's share per bin, normalised over the bins, as the paper
+            plots) or ``"count"``.
+        include_all: also show the ``ALL`` (or, for ``frac``, ``ALL_NORM``: the paper's
+            average over words) bars.
     """
     _need(df, ["bag", "bin", "word", value], "vocab_frequency()")
     summary = "ALL_NORM" if value == "frac" else "ALL"
-    keep = ~df["bin"].isin(["ALL", "ALL_NORM"]) | (df["bin"] == summary if include_all else False)
+    keep = ~df["word"].isin(["ALL", "ALL_NORM"]) | (df["word"] == summary if include_all else False)
     data = df[keep].copy()
     data[value] = data[value].astype(float)
     bags = list(dict.fromkeys(data["bag"]))
@@ -64,7 +66,7 @@ def plot_vocab_frequency(
         title=title or "Top-1 bag words at video tokens per layer bin",
     )
     fig.update_xaxes(title_text="layers (1-based)")
-    fig.update_yaxes(title_text="fraction of bag hits" if value == "frac" else "count")
+    fig.update_yaxes(title_text="share of the word's hits" if value == "frac" else "count")
     return fig
 
 
