@@ -367,3 +367,32 @@ def test_frame_index_probe_labels_frame_prefix_tokens():
     per_frame = len(prompt.layout["video"]) // 8  # Video-LLaVA: a CLS token and a patch grid per frame, back to back
     assert labels.tolist() == [(int(p) - first) // per_frame for p in pos]
     assert {int(prompt.layout.frames[t].prefix[0]) for t in range(8)} <= set(pos.tolist())
+
+
+def test_the_paper_site_reads_the_entries_the_paper_read():
+    """The paper's logit lens: HF's hidden_states[0..L-2] (layer inputs) and its last entry
+    (after the final norm), through the input embeddings, no norm on the others."""
+    model = deep_llava()
+    prompt = make_prompt(model)
+    n = model.cfg.n_layers
+    with torch.no_grad():
+        hidden = model.hf_model(**prompt.inputs, output_hidden_states=True).hidden_states
+        entries = [hidden[layer] for layer in range(n - 1)] + [hidden[-1]]
+        video = prompt.layout["video"]
+        expected = [(h[0, video] @ model.hf_model.get_input_embeddings().weight.T).argmax(-1) for h in entries]
+    paper = LogitLens(model, projection="embed", apply_final_norm=False)
+    words = paper.video_tokens(prompt, site="paper", top_k=1)
+    assert set(words["site"]) == {"paper"}
+    for layer in range(n):
+        got = words[words["layer"] == layer].sort_values("position")["token_id"].to_numpy()
+        assert got.tolist() == expected[layer].tolist(), layer
+    # "input" differs exactly at the last layer: it reads that layer's input
+    plain = LogitLens(model, projection="embed", apply_final_norm=False).video_tokens(prompt, site="input", top_k=1)
+    last = plain[plain["layer"] == n - 1].sort_values("position")["token_id"].to_numpy()
+    assert (
+        last.tolist() == (hidden[n - 1][0, video] @ model.hf_model.get_input_embeddings().weight.T).argmax(-1).tolist()
+    )
+    with pytest.raises(VideoLensError, match="site='paper'"):
+        paper.video_tokens(prompt, site="papers")
+    with pytest.raises(VideoLensError):
+        TemporalProbe(model, layers=[1], site="paper")

@@ -15,18 +15,18 @@ Which residual stream? Layer ``l`` has an input and an output::
 The paper's two analyses disagree: its logit lens probed layer *inputs* (and never the
 input of the last layer), while its generation-probability analysis (Fig. 9) probed
 layer *outputs*. Here every method takes ``site="input"`` or
-``site="output"`` and ``layers`` (all by default), so you choose, and every row records
-the site it was read at.
+``site="output"`` (or, for the logit lens, ``site="paper"``: the inputs of layers 0..L-2
+and, for layer L-1, the final norm's output, as the paper's logit lens listed them) and
+``layers`` (all by default), so you choose, and every row records the site it was read at.
 
 Which projection? ``projection="unembed"`` uses the model's own head (``W_U``), so at the
 output of the last layer, with the final norm, the lens gives exactly the model's output
 distribution. ``projection="embed"`` uses the input embeddings ``W_E`` as the paper did,
 ``softmax(h @ E^T)``. ``apply_final_norm`` applies the model's final norm first; the
 paper did not normalise intermediate layers. The paper's setting is
-``LogitLens(model, projection="embed", apply_final_norm=False)`` at ``site="input"`` for
-layers ``0 .. L-2``; its last entry was not the input of layer ``L-1`` (never probed) but the
-final norm's output: read that with a second lens, ``LogitLens(model, projection="embed",
-apply_final_norm=True)`` at ``site="output", layers=[L-1]``.
+``LogitLens(model, projection="embed", apply_final_norm=False)`` at ``site="paper"``:
+layer inputs for layers ``0 .. L-2``, and for ``L-1`` not its input (never probed) but the
+final norm's output (``site="input"`` reads the input of ``L-1`` there instead).
 
 Cost: only the positions asked for are projected (the reference projected every
 position), only the needed residual streams are read (gathered at those
@@ -55,7 +55,7 @@ from videolens.errors import LayerRangeError, VideoLensError
 if TYPE_CHECKING:
     from videolens.core.hooked import HookedVideoLLM
 
-Site = Literal["output", "input"]
+Site = Literal["output", "input", "paper"]
 Projection = Literal["unembed", "embed"]
 PositionsLike = str | Sequence[int] | torch.Tensor | Callable[[TokenLayout], Any]
 TokenLike = str | int
@@ -88,17 +88,29 @@ def layer_output(layer: int) -> str:
     return f"blocks.{layer}.hook_resid_post"
 
 
-def resid_name(layer: int, site: Site) -> str:
-    """Hook name of layer ``layer``'s input or output residual stream."""
-    return layer_input(layer) if check_site(site) == "input" else layer_output(layer)
+def resid_name(layer: int, site: Site, n_layers: int | None = None) -> str:
+    """Hook name of layer ``layer``'s input or output residual stream.
+
+    ``site="paper"`` (the paper's logit lens, with ``n_layers``): the input of every layer but
+    the last, whose entry is its output (the lens applies the final norm to it).
+    """
+    site = check_site(site, paper=True)
+    if site == "paper":
+        if n_layers is None:
+            raise VideoLensError("site='paper' needs the model's depth (n_layers) to know its last layer.")
+        return layer_output(layer) if layer == n_layers - 1 else layer_input(layer)
+    return layer_input(layer) if site == "input" else layer_output(layer)
 
 
-def check_site(site: str) -> Site:
-    """Return ``site`` if it is ``"input"`` or ``"output"``; raise naming both otherwise."""
-    if site not in ("input", "output"):
+def check_site(site: str, paper: bool = False) -> Site:
+    """Return ``site`` if it is ``"input"`` or ``"output"`` (or, for the logit lens, ``"paper"``);
+    raise naming them otherwise."""
+    allowed = ("input", "output", "paper") if paper else ("input", "output")
+    if site not in allowed:
         raise VideoLensError(
             f"site={site!r} is not a residual stream; use site='input' (blocks.{{l}}.hook_resid_pre) "
-            "or site='output' (blocks.{l}.hook_resid_post)."
+            "or site='output' (blocks.{l}.hook_resid_post)"
+            + (", or site='paper' (inputs, and the last layer's output through the final norm)." if paper else ".")
         )
     return site  # type: ignore[return-value]
 
@@ -160,7 +172,7 @@ def read_resid(
     edits are seen) and ``interventions`` are passed to the model's forward.
     """
     _check_single(prompt)
-    names = [resid_name(layer, site) for layer in layers]
+    names = [resid_name(layer, site, model.cfg.n_layers) for layer in layers]
     store: dict[str, torch.Tensor] = {}
 
     def grab(act: torch.Tensor, hook: Any) -> None:
@@ -305,10 +317,19 @@ class LogitLens:
         self, prompt: VideoPrompt, positions: PositionsLike, layers: Any, site: Site, interventions: Any
     ) -> tuple[list[int], Int[torch.Tensor, " pos"], Float[torch.Tensor, "layer pos d_model"]]:
         prompt = _check_single(prompt)
-        site = check_site(site)
+        site = check_site(site, paper=True)
         layer_list = resolve_layers(self.model, layers)
         pos = resolve_positions(prompt.layout, positions)
         resid = read_resid(self.model, prompt, layer_list, site, pos, interventions=interventions)
+        last = self.model.cfg.n_layers - 1
+        if site == "paper" and not self.apply_final_norm and last in layer_list:
+            # the paper's last entry is the final norm's output (HF's last hidden state), normed
+            # here because this lens normalises no other layer
+            i = layer_list.index(last)
+            model = self.model
+            normed = model.ln_final.hf_module(resid[i].to(device=model.cfg.device, dtype=model.cfg.dtype))
+            resid = resid.clone()
+            resid[i] = normed.to(device=resid.device, dtype=resid.dtype)
         return layer_list, pos, resid
 
     @torch.no_grad()
@@ -330,7 +351,8 @@ class LogitLens:
             positions: a group name (``"last"``, ``"video"``, ``"frame(3)"``, ``"question"``),
                 a list of positions, or ``fn(layout) -> positions``.
             layers: layer indices (None: all; negative counts from the end).
-            site: ``"output"`` (``hook_resid_post``) or ``"input"`` (``hook_resid_pre``).
+            site: ``"output"`` (``hook_resid_post``), ``"input"`` (``hook_resid_pre``) or
+                ``"paper"`` (inputs; the last layer's output through the final norm).
             top_k: how many tokens per (layer, position).
             tokens: if given, return :meth:`token_probs` for these tokens instead.
             interventions: knockouts to apply during the forward pass.
@@ -531,7 +553,7 @@ def vocab_frequency(
         layers: the layers counted (None: all).
         bin_size: layers per bin.
         min_count: drop words with fewer top-1 hits in total.
-        site: ``"input"`` (the paper's) or ``"output"``.
+        site: ``"input"``, ``"output"`` or ``"paper"`` (the paper's: see the module docstring).
         positions: the positions counted (default every video token).
         prefix_space: reduce ``" " + word`` instead of the bare word (see :func:`first_token_ids`).
         progress: show a progress bar.
