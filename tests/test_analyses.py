@@ -28,7 +28,6 @@ from videolens.analyses import (
 )
 from videolens.analyses.common import option_token_ids, prompt_for
 from videolens.analyses.flow import TARGETS
-from videolens.analyses.pathways import video_side
 from videolens.analyses.windows import bottom_up, center, inverse, top_down, window_layers
 from videolens.engine.reference import dense_allowed
 from videolens.interventions.knockout import blocked_masks
@@ -246,7 +245,7 @@ def test_closed_pathways_leave_no_side_path_from_the_video(family):
     assert not torch.allclose(clean[0], clean[1], atol=1e-4)  # the videos do matter to the model
     torch.testing.assert_close(sealed[0], sealed[1], atol=1e-6, rtol=0)
     # every one of these layouts has such tokens (at least the template token after the video)
-    assert len(video_side(a.layout)) > len(a.layout["video"])
+    assert len(a.layout["video_block"]) > len(a.layout["video"])
     assert not torch.allclose(leaky[0], leaky[1], atol=1e-4)
 
 

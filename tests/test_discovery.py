@@ -42,10 +42,18 @@ def test_pairs_partition_the_causal_entries_between_nodes(setup):
     total = sum(m.int() for m in masks.values())
     assert int(total.max()) == 1  # no entry in two pairs
     lay = prompt.layout
-    nodes = torch.cat([lay[g] for g in ("system", "video", "question_body", "options", "tail", "last")])
+    nodes = torch.cat([lay[g] for g in ("system", "video_block", "question_body", "options", "tail", "last")])
     causal = torch.ones(lay.seq_len, lay.seq_len, dtype=torch.bool).tril()
     expect = torch.zeros_like(causal)
     expect[nodes[:, None], nodes[None, :]] = True
+    # inside the video node only frame-to-frame entries are pairs (cross_frame, within_frame);
+    # a video token outside every frame (the closing vision token) is cut off as a key instead
+    block = lay["video_block"]
+    in_frames = torch.cat([torch.cat([lay.frame(t), torch.as_tensor(u.text)]) for t, u in enumerate(lay.frames)])
+    outside = block[~torch.isin(block, in_frames)]
+    assert len(outside)  # this template writes a token after the video
+    expect[outside[:, None], block[None, :]] = False
+    expect[block[:, None], outside[None, :]] = False
     assert torch.equal(total.bool(), expect & causal)  # and every node-to-node entry in one
 
 
@@ -159,3 +167,20 @@ def test_search_with_no_tolerance_keeps_every_prediction(setup):
     assert found.n_exact_per_sample == len(found.curve)
     final = found.summary.query("condition == 'discovered'")["suppressed_percent"].mean()
     assert np.isclose(found.curve[found.curve.ok]["suppressed_percent"], final).any()  # a confirmed point
+
+
+@pytest.mark.parametrize("family", ["internvl", "qwen3_vl", "videollama3", "llava_next_video"])
+def test_blocking_every_pair_out_of_the_video_cuts_the_video_off(family):
+    """Frame labels, timestamps and the closing vision token read the frames; as part of the
+    video node, blocking every edge out of it leaves the answer independent of the video."""
+    model = tiny(family)
+    a, b = make_prompt(model, seed=1, answer=0), make_prompt(model, seed=2, answer=0)
+    n = model.cfg.n_layers
+    edges = [e for e in candidate_edges([a.layout, b.layout], n) if e.pair.startswith("video->")]
+    assert {e.pair for e in edges} >= {"video->question_body", "video->options", "video->last"}
+    ko = edges_knockout(edges, a.layout.n_frames)
+    with torch.no_grad():
+        clean = [model(p)[0, -1] for p in (a, b)]
+        cut = [model(p, interventions=[ko])[0, -1] for p in (a, b)]
+    assert not torch.allclose(clean[0], clean[1], atol=1e-4)
+    torch.testing.assert_close(cut[0], cut[1], atol=1e-6, rtol=0)

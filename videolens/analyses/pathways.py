@@ -26,7 +26,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -121,22 +120,6 @@ def _outside(rng: Range, n_layers: int) -> list[int]:
     return [x for x in range(n_layers) if not rng[0] <= x < rng[1]]
 
 
-def video_side(layout: TokenLayout) -> torch.Tensor:
-    """The video with the tokens between and right after its frames that are no question:
-    frame labels, timestamps, vision start/end (the run of video, ``video_text`` and
-    ``template`` positions from the first video token on)."""
-    video = layout["video"]
-    if not len(video):
-        return video
-    inside = np.zeros(layout.seq_len, dtype=bool)
-    for name in ("video_span", "template"):
-        inside[layout[name].numpy()] = True
-    start = int(video.min())
-    outside = np.flatnonzero(~inside[start:])
-    stop = start + int(outside[0]) if len(outside) else layout.seq_len
-    return torch.arange(start, stop)
-
-
 def pathway_knockout(spec: PathwaySpec, n_layers: int) -> EdgeKnockout:
     """The knockout that keeps only the spec's pathways open.
 
@@ -157,7 +140,7 @@ def pathway_knockout(spec: PathwaySpec, n_layers: int) -> EdgeKnockout:
         spec = stretched
     every = range(n_layers)
     last_like = (lambda lay: torch.cat([lay["tail"], lay["last"]])) if spec.close_tail else "last"
-    video = video_side if spec.close_video_gaps else "video"
+    video = "video_block" if spec.close_video_gaps else "video"
     parts = [
         EdgeKnockout(video, last_like, layers=every),
         EdgeKnockout("last", "last", layers=every, allow_self=True),

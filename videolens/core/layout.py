@@ -24,7 +24,9 @@ Leaf groups partition the sequence: every position is in exactly one of
 - ``last``: the last position (where the answer is read).
 
 Composite groups: ``video`` (all frames plus ``video_extra``: exactly the video tokens),
-``video_span`` (``video`` plus ``video_text``), ``frames`` (all frames only),
+``video_span`` (``video`` plus ``video_text``), ``video_block`` (the run from the first
+video token on of video, ``video_text`` and template tokens: the video with its labels,
+timestamps and vision start/end tokens, which read the frames), ``frames`` (all frames only),
 ``question_body`` (``question_labels`` plus ``question_text``: the question block without
 its options), ``question`` (``question_body`` plus options), ``options``, ``text`` (all but
 the video), ``all``, and, when the prompt knows its answer, ``true_option`` and
@@ -167,7 +169,17 @@ class TokenLayout:
 
     def names(self) -> list[str]:
         """All group names this layout answers to."""
-        composite = ["video", "video_span", "frames", "question_body", "question", "options", "text", "all"]
+        composite = [
+            "video",
+            "video_span",
+            "video_block",
+            "frames",
+            "question_body",
+            "question",
+            "options",
+            "text",
+            "all",
+        ]
         if self.answer_index is not None:
             composite += ["true_option", "false_options"]
         return list(self.leaves) + composite
@@ -189,10 +201,26 @@ class TokenLayout:
         if self.answer_index is not None:
             table["true_option"] = [f"option({self.answer_index})"]
             table["false_options"] = [n for n in option_names if n != f"option({self.answer_index})"]
+        if name == "video_block":
+            return self._video_block(table["video"], table["video_span"])
         if name not in table:
             return None
         parts = [leaves[n] for n in table[name] if n in leaves]
         return np.sort(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
+
+    def _video_block(self, video: Iterable[str], span: Iterable[str]) -> np.ndarray:
+        """From the first video token, the run of video, video_text and template positions."""
+        video_pos = [self.leaves[n] for n in video if n in self.leaves]
+        first = min((int(p.min()) for p in video_pos if len(p)), default=None)
+        if first is None:
+            return np.zeros(0, dtype=np.int64)
+        inside = np.zeros(self.seq_len, dtype=bool)
+        for n in [*span, "template"]:
+            if n in self.leaves:
+                inside[self.leaves[n]] = True
+        outside = np.flatnonzero(~inside[first:])
+        stop = first + int(outside[0]) if len(outside) else self.seq_len
+        return np.arange(first, stop, dtype=np.int64)
 
     def _normalise(self, name: str) -> str:
         m = _INDEXED.match(name.strip())

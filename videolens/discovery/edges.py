@@ -8,9 +8,13 @@ video tokens is split the paper's way into ``cross_frame`` (earlier frame -> lat
 its Sec. 4.1 knockout) and ``within_frame`` (each frame to itself). A :class:`GroupEdge`
 is one pair in one layer.
 
-Template tokens (BOS, role markers, separators), video_text and video_extra belong to no
-node and are never blocked, as the paper never blocks its separators: every query keeps
-the BOS token to attend to, so any set of group edges is a valid knockout.
+The ``video`` node is the layout's ``video_block``: the video with the tokens between and
+right after its frames (frame labels, timestamps, vision start/end), which read the frames;
+each frame's own text belongs to that frame in ``cross_frame`` and ``within_frame``, so no
+edge set leaves a side path through them. Other template tokens (BOS, role markers,
+separators) belong to no node and are never blocked, as the paper never blocks its
+separators: every query keeps the BOS token to attend to, so any set of group edges is a
+valid knockout.
 """
 
 from __future__ import annotations
@@ -25,11 +29,17 @@ from jaxtyping import Bool
 
 from videolens.core.layout import TokenLayout
 from videolens.errors import InputError
-from videolens.interventions.knockout import EdgeKnockout, blocked_masks
+from videolens.interventions.knockout import EdgeKnockout, blocked_masks, frame_span
 
 #: The groups of the graph, in prompt order (a key can only be read by later queries).
 NODES = ("system", "video", "question_body", "options", "tail", "last")
 CROSS_FRAME, WITHIN_FRAME = "cross_frame", "within_frame"
+#: The layout group each node stands for (the rest are the layout's groups of the same name).
+NODE_GROUPS = {"video": "video_block"}
+
+
+def _group(node: str) -> str:
+    return NODE_GROUPS.get(node, node)
 
 
 def _pairs() -> tuple[str, ...]:
@@ -71,12 +81,20 @@ def pair_knockout(pair: str, layers: Iterable[int], n_frames: int) -> EdgeKnocko
     check_pair(pair)
     layers = list(layers)
     if pair == CROSS_FRAME:
-        return EdgeKnockout.cross_frame(layers)
+        return EdgeKnockout.cross_frame(layers, with_text=True)
     if pair == WITHIN_FRAME:
-        parts = [EdgeKnockout(f"frame({t})", f"frame({t})", layers=layers, allow_self=True) for t in range(n_frames)]
+        parts = [
+            EdgeKnockout(
+                lambda lay, t=t: frame_span(lay, t, True),
+                lambda lay, t=t: frame_span(lay, t, True),
+                layers=layers,
+                allow_self=True,
+            )
+            for t in range(n_frames)
+        ]
         return reduce(add, parts)
     src, dst = pair.split("->")
-    return EdgeKnockout(src, dst, layers=layers, allow_self=src == dst)
+    return EdgeKnockout(_group(src), _group(dst), layers=layers, allow_self=src == dst)
 
 
 def edges_knockout(edges: Iterable[GroupEdge], n_frames: int) -> EdgeKnockout | None:
@@ -104,11 +122,12 @@ def pair_masks(layout: TokenLayout, pairs: Sequence[str] = PAIRS) -> dict[str, B
             continue
         if pair not in (CROSS_FRAME, WITHIN_FRAME):
             src, dst = pair.split("->")
-            if len(layout[src]) == 0 or len(layout[dst]) == 0 or (src == dst and 0 in layout[src].tolist()):
+            keys, queries = layout[_group(src)], layout[_group(dst)]
+            if len(keys) == 0 or len(queries) == 0 or (src == dst and 0 in keys.tolist()):
                 continue
-            if int(layout[src].min()) > int(layout[dst].max()):
+            if int(keys.min()) > int(queries.max()):
                 continue
-        elif layout.n_frames == 0 or 0 in layout["video"].tolist():
+        elif layout.n_frames == 0 or 0 in layout["video_block"].tolist():
             continue
         mask = blocked_masks([pair_knockout(pair, [0], layout.n_frames)], [layout], n, 1, 1)[0][0, 0]
         out[pair] = mask & causal

@@ -22,7 +22,7 @@ from typing import Any, Union
 
 import numpy as np
 import torch
-from jaxtyping import Bool
+from jaxtyping import Bool, Int
 
 from videolens.core.layout import TokenLayout, resolve_group
 from videolens.errors import InterventionError, LayerRangeError
@@ -132,18 +132,11 @@ class EdgeKnockout:
         without frame text.
         """
 
-        def frame(layout: TokenLayout, t: int) -> torch.Tensor:
-            if not with_text:
-                return layout.frame(t)
-            unit = layout.frames[t]
-            return torch.as_tensor(np.sort(np.concatenate([unit.positions, unit.text])), dtype=torch.long)
-
         def edges(layout: TokenLayout) -> list[tuple[torch.Tensor, torch.Tensor]]:
             if layout.n_frames < 2:
                 raise InterventionError("cross_frame needs a video with at least two frames (temporal units).")
-            return [
-                (torch.cat([frame(layout, s) for s in range(t)]), frame(layout, t)) for t in range(1, layout.n_frames)
-            ]
+            spans = [frame_span(layout, t, with_text) for t in range(layout.n_frames)]
+            return [(torch.cat(spans[:t]), spans[t]) for t in range(1, layout.n_frames)]
 
         label, key = ("cross-frame+text", ("cross-frame+text",)) if with_text else ("cross-frame", ("cross-frame",))
         return cls(parts=(_make_part(edges, layers, heads, label, key=key),))
@@ -162,6 +155,14 @@ class EdgeKnockout:
             f"{p.label} @ layers {_span(p.layers)}" + (f" heads {list(p.heads)}" if p.heads else "") for p in self.parts
         )
         return f"EdgeKnockout({inner})"
+
+
+def frame_span(layout: TokenLayout, t: int, with_text: bool = False) -> Int[torch.Tensor, " pos"]:
+    """Frame ``t``'s positions, with its text (label, timestamp: ``layout.frames[t].text``) if asked."""
+    if not with_text:
+        return layout.frame(t)
+    unit = layout.frames[t]
+    return torch.as_tensor(np.sort(np.concatenate([unit.positions, unit.text])), dtype=torch.long)
 
 
 def _indices(values: object, name: str) -> set[int]:
