@@ -356,3 +356,27 @@ def test_the_lens_reads_a_video_without_a_true_option(tmp_path, capsys):
     code, _, err = run(capsys, *argv, "--out", str(tmp_path / "lens"))
     assert code == 0, err
     assert (tmp_path / "lens" / "vocab_frequency.csv").is_file()
+
+
+def test_the_lens_in_the_paper_setting_reads_what_the_python_api_reads(tmp_path, capsys):
+    import pandas as pd
+
+    from videolens import HookedVideoLLM, LogitLens
+    from videolens.analyses.common import prompt_for
+    from videolens.data.synthetic import make_dataset
+
+    out = tmp_path / "lens"
+    code, _, err = run(
+        capsys, "lens", "--paper", "--n-per-task", "1", "--tasks", "direction", "--out", str(out), "--no-progress"
+    )
+    assert code == 0, err
+    words = pd.read_csv(out / "video_token_words.csv")
+    assert set(words["site"]) == {"paper"}
+    model = HookedVideoLLM.from_pretrained("videolens/toy-moving-shapes")
+    prompt = prompt_for(model, make_dataset(1, seed=0, tasks=["direction"])[0], needs_answer=False)
+    by_hand = LogitLens(model, projection="embed", apply_final_norm=False).video_tokens(prompt, site="paper", top_k=1)
+    assert words["token_id"].tolist() == by_hand["token_id"].tolist()
+    freq = pd.read_csv(out / "vocab_frequency.csv")
+    assert list(dict.fromkeys(freq["bin"])) == ["1-5", "6-8"]  # 5-layer bins of the 8 layers
+    totals = freq[~freq["word"].isin(["ALL", "ALL_NORM"])].groupby("word")["count"].sum()
+    assert len(totals) and (totals >= 100).all()  # the paper's threshold

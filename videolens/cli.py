@@ -136,7 +136,13 @@ def _parser() -> _Parser:
     p.add_argument("--batch", type=int, default=8, help="prefixes confirmed per batched sweep (default 8)")
     p.add_argument("--max-rounds", type=int, default=8, help="attribution rounds of the search (default 8)")
     p.add_argument("--spec", default="7b", help="the paper's spec to compare with: 7b, 13b, internvl, videollama3")
-    command("lens", "logit lens on video tokens and vocabulary frequency", sample_mode=False)
+    p = command("lens", "logit lens on video tokens and vocabulary frequency", sample_mode=False)
+    p.add_argument(
+        "--paper",
+        action="store_true",
+        help="the paper's logit lens (Figs. 4-5): input embeddings, no final norm, its layer entries "
+        "(site 'paper'), 5-layer bins, words with >= 100 hits; default: the output head with the norm",
+    )
     command("answer-prob", "layer-wise probability of the true and false options", run=True)
     p = sub.add_parser("report", help="rebuild the CSV tables and report.html of a run from its results")
     p.add_argument("folder", type=Path, help="the run's --out folder")
@@ -641,14 +647,20 @@ def run_lens(model: Any, samples: list, out: Path, args: argparse.Namespace) -> 
     from videolens.runs.report import write_csv
     from videolens.viz.lens import plot_frame_words, plot_vocab_frequency
 
-    lens = LogitLens(model, projection="unembed", apply_final_norm=True)
+    paper = getattr(args, "paper", False)
+    if paper:  # the paper's setting (its logit_lens_analysis): W_E, no norm, inputs + the normed last output
+        lens, site, bin_size, min_count = LogitLens(model, projection="embed", apply_final_norm=False), "paper", 5, 100
+    else:
+        lens, site = LogitLens(model, projection="unembed", apply_final_norm=True), "output"
+        bin_size, min_count = max(1, model.cfg.n_layers // 4), 0
     prompts = [prompt_for(model, s, needs_answer=False) for s in prefetch_decoded(samples)]
     # The words to count follow the data: the synthetic tasks' own words, or the paper's bags for real videos.
     bags = PAPER_BAGS if args.video is not None or args.dataset is not None else WORD_BAGS
-    bin_size = max(1, model.cfg.n_layers // 4)
-    freq = vocab_frequency(lens, prompts, bags, bin_size=bin_size, site="output", progress=not args.no_progress)
+    freq = vocab_frequency(
+        lens, prompts, bags, bin_size=bin_size, min_count=min_count, site=site, progress=not args.no_progress
+    )
     write_csv(freq, out / "vocab_frequency.csv")
-    words = lens.video_tokens(prompts[0], site="output", top_k=1)
+    words = lens.video_tokens(prompts[0], site=site, top_k=1)
     write_csv(words, out / "video_token_words.csv")
     frame_words = plot_frame_words(words, prompts[0].frames, bin_size=bin_size, n_layers=model.cfg.n_layers)
     return [plot_vocab_frequency(freq), frame_words]
