@@ -667,13 +667,16 @@ def run_lens(model: Any, samples: list, out: Path, args: argparse.Namespace) -> 
 
 
 def run_attention(model: Any, samples: list, out: Path, args: argparse.Namespace) -> list:
-    from videolens.analyses import attention_maps
+    from videolens.analyses import attention_maps, video_token_attention
+    from videolens.analyses.common import prompt_for
     from videolens.runs.report import write_csv
-    from videolens.viz.plots import plot_attention_maps
+    from videolens.viz.plots import plot_attention_grid, plot_attention_maps
 
     df = attention_maps(model, samples[: min(len(samples), 5)], progress=not args.no_progress)
     write_csv(df, out / "attention_maps.csv")
-    return [plot_attention_maps(df)]
+    grid = video_token_attention(model, prompt_for(model, samples[0]))  # the first sample's per-token map (Fig. 6)
+    title = "Question -> video token attention, first sample"
+    return [plot_attention_maps(df), plot_attention_grid(grid, title=title)]
 
 
 def _in_one_go(args: argparse.Namespace, samples: list[Any], source: str, device: str) -> int:
