@@ -214,7 +214,9 @@ def test_attention_maps_show_the_knockout():
     knocked = df[(df["condition"] == "knockout") & (df["layer"] == 1)]["attention"]
     base = df[(df["condition"] == "baseline") & (df["layer"] == 1)]["attention"]
     assert knocked.abs().max() == 0 and base.min() > 0
-    assert plot_attention_maps(df).data
+    fig = plot_attention_maps(df)
+    low, high = np.log10(5e-5 + df["attention"].min()), np.log10(5e-5 + df["attention"].max())
+    assert all(trace.zmin == pytest.approx(low) and trace.zmax == pytest.approx(high) for trace in fig.data)
 
 
 def test_analysis_input_errors():

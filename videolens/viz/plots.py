@@ -80,21 +80,33 @@ def plot_answer_probability(df: pd.DataFrame) -> go.Figure:
 
 
 def plot_attention_maps(df: pd.DataFrame) -> go.Figure:
-    """Heatmaps (frames x layers) of question-to-frame attention, baseline vs knockout, log10 scale."""
+    """Heatmaps (frames x layers) of question-to-frame attention, baseline vs knockout, log10 scale.
+
+    The panels share one colour range, so the one colour bar reads every panel.
+    """
     from plotly.subplots import make_subplots
 
     conditions = list(dict.fromkeys(df["condition"]))
     fig = make_subplots(rows=1, cols=len(conditions), subplot_titles=conditions, shared_yaxes=True)
-    for i, condition in enumerate(conditions, start=1):
-        grid = df[df["condition"] == condition].pivot_table(
+    grids = {
+        condition: df[df["condition"] == condition].pivot_table(
             index="layer", columns="frame", values="attention", aggfunc="mean"
         )
+        for condition in conditions
+    }
+    logs = {condition: np.log10(5e-5 + grid.to_numpy()) for condition, grid in grids.items()}
+    low = min(float(np.nanmin(z)) for z in logs.values())
+    high = max(float(np.nanmax(z)) for z in logs.values())
+    for i, condition in enumerate(conditions, start=1):
+        grid = grids[condition]
         fig.add_trace(
             go.Heatmap(
-                z=np.log10(5e-5 + grid.to_numpy()),
+                z=logs[condition],
                 x=[f"frame {t}" for t in grid.columns],
                 y=list(grid.index + 1),
                 colorscale="Viridis",
+                zmin=low,
+                zmax=high,
                 colorbar={"title": "log10"},
                 showscale=i == len(conditions),
             ),
