@@ -396,3 +396,29 @@ def test_the_paper_site_reads_the_entries_the_paper_read():
         paper.video_tokens(prompt, site="papers")
     with pytest.raises(VideoLensError):
         TemporalProbe(model, layers=[1], site="paper")
+
+
+def test_probe_refuses_inputs_it_cannot_fit():
+    """Each mistake gets a VideoLensError naming it (not sklearn's or numpy's own error)."""
+    model = tiny("llava_next_video")
+    prompts = [make_prompt(model, seed=s) for s in range(4)]
+    with pytest.raises(VideoLensError, match="collect"):
+        TemporalProbe(model, layers=[1]).fit()
+    with pytest.raises(VideoLensError, match="also gave labels"):
+        TemporalProbe(model, layers=[1], target="frame_index").collect([(prompts[0], 3)], progress=False)
+    with pytest.raises(VideoLensError, match="Labels are a dict"):
+        TemporalProbe(model, layers=[1]).collect([(prompts[0], {"direction": 1})], progress=False)
+    zero_d = TemporalProbe(model, layers=[1], pool="frame_mean").collect([(prompts[0], np.array(3))], progress=False)
+    assert zero_d.dataset(1)[1].tolist() == [3] * prompts[0].layout.n_frames  # a 0-d array is one label per sample
+    floats = [(p, 0.5 + i) for i, p in enumerate(prompts)]
+    with pytest.raises(VideoLensError, match="task='regression'"):
+        TemporalProbe(model, layers=[1], task="classification").collect(floats, progress=False).fit(test_size=0.5)
+    words = [(p, ["left", "right"][i % 2]) for i, p in enumerate(prompts)]
+    with pytest.raises(VideoLensError, match="numeric labels"):
+        TemporalProbe(model, layers=[1], task="regression").collect(words, progress=False).fit(test_size=0.5)
+    nan_hook = [("hook_video_embeds", lambda x, hook: x.index_fill(-1, torch.tensor([0]), float("nan")))]
+    broken = TemporalProbe(model, layers=[1], pool="frame_mean").collect(
+        [(p, i % 2) for i, p in enumerate(prompts)], fwd_hooks=nan_hook, progress=False
+    )
+    with pytest.raises(VideoLensError, match="NaN or inf"):
+        broken.fit(test_size=0.5)

@@ -29,7 +29,7 @@ Axis glossary: ``example`` (one row of a layer's design matrix: a token, or a fr
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -141,18 +141,30 @@ class TemporalProbe:
     def _labels_for(self, layout: TokenLayout, labels: Any, keys: list[int]) -> np.ndarray:
         """One label per example row (see the module docstring for what ``labels`` may be)."""
         if self.target == "frame_index":
+            if labels is not None:
+                raise VideoLensError(
+                    "target='frame_index' labels each example with its frame; this sample also gave labels. "
+                    "Pass bare prompts (or (prompt, None)), or TemporalProbe(..., target=None) to use yours."
+                )
             frame_of = layout.frame_of()
             return np.asarray([k if self.pool == "frame_mean" else int(frame_of[k]) for k in keys])
         if labels is None:
             raise VideoLensError("This sample has no labels; pass (prompt, labels) pairs or target='frame_index'.")
         if callable(labels):
             return np.asarray([labels(layout, k) for k in keys])
-        if isinstance(labels, (str, bytes, int, float, bool, np.generic)):
-            return np.asarray([labels] * len(keys))
+        if isinstance(labels, (str, bytes, int, float, bool, np.generic)) or (
+            isinstance(labels, np.ndarray) and labels.ndim == 0
+        ):
+            return np.asarray([labels.item() if isinstance(labels, np.ndarray) else labels] * len(keys))
+        if isinstance(labels, Mapping):
+            raise VideoLensError(
+                f"Labels are a {type(labels).__name__}; give one label per sample, one per example, or a callable."
+            )
         values = np.asarray(labels)
         if values.shape[:1] != (len(keys),):
+            got = len(values) if values.ndim else 1
             raise VideoLensError(
-                f"Got {len(values)} labels for {len(keys)} examples of this sample; give one label per "
+                f"Got {got} labels for {len(keys)} examples of this sample; give one label per "
                 f"{'frame' if self.pool == 'frame_mean' else 'chosen position'}, one per sample, or a callable."
             )
         return values
@@ -235,6 +247,29 @@ class TemporalProbe:
             return self.task == "regression"
         return np.issubdtype(y.dtype, np.floating)
 
+    def _checked_labels(self, y: np.ndarray, regression: bool) -> np.ndarray:
+        """Labels the chosen task can use (floats for regression), or an error naming the fix."""
+        if regression:
+            try:
+                y = y.astype(float)
+            except (TypeError, ValueError):
+                raise VideoLensError(
+                    f"Regression needs numeric labels; got {y.dtype} labels (e.g. {y[0]!r}). "
+                    "Use task='classification' for categories."
+                ) from None
+            if not np.isfinite(y).all():
+                raise VideoLensError("Some labels are NaN or inf; give every example a finite label.")
+            return y
+        if np.issubdtype(y.dtype, np.floating):
+            if not np.isfinite(y).all():
+                raise VideoLensError("Some labels are NaN or inf; give every example a label.")
+            if not np.equal(np.mod(y, 1), 0).all():
+                raise VideoLensError(
+                    "task='classification' needs class labels; these are continuous numbers. "
+                    "Use task='regression' (or task='auto' with float labels)."
+                )
+        return y
+
     def split(
         self,
         train_groups: Sequence[int] | None = None,
@@ -252,6 +287,8 @@ class TemporalProbe:
                 ``test_size`` is not a fraction, or either side would be empty.
         """
         n = self.n_samples
+        if n == 0:
+            raise VideoLensError("Nothing collected yet; call probe.collect(samples) before fitting or splitting.")
         everyone = np.arange(n)
         videos = np.asarray(self._videos)
         if train_groups is None and test_groups is None:
@@ -324,10 +361,16 @@ class TemporalProbe:
             if shuffle_labels:
                 y = np.random.default_rng(seed).permutation(y)
             tr, te = np.isin(groups, train), np.isin(groups, test)
+            if not np.isfinite(X).all():
+                bad = sorted({int(g) for g in groups[~np.isfinite(X).all(1)]})
+                raise VideoLensError(
+                    f"Layer {layer}'s activations hold NaN or inf (samples {bad[:5]}); the model or a hook "
+                    "produced them. Check the fwd_hooks given to collect() and the model's dtype."
+                )
             regression = self._is_regression(y)
+            y = self._checked_labels(y, regression)
             if regression:
                 head = Ridge(alpha=self.alpha)
-                y = y.astype(float)
             else:
                 if len(np.unique(y[tr])) < 2:
                     raise VideoLensError("The training samples hold a single class; collect more varied samples.")
